@@ -1,0 +1,268 @@
+"""The reference server's tables (SQLAlchemy Core), the same on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    Boolean,
+    Column,
+    Date,
+    DateTime,
+    Float,
+    ForeignKey,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+# Bump when a table changes; a binary refuses a database whose version is newer than this.
+SCHEMA_VERSION = 1
+
+metadata = MetaData()
+
+
+def _id() -> Column[int]:
+    return Column("id", Integer, primary_key=True, autoincrement=True)
+
+
+def _at(name: str, nullable: bool = False) -> Column[object]:
+    return Column(name, DateTime(timezone=True), nullable=nullable)
+
+
+meta = Table(
+    "meta",
+    metadata,
+    Column("key", String(64), primary_key=True),
+    Column("value", Text, nullable=False),
+)
+
+users = Table(
+    "users",
+    metadata,
+    _id(),
+    Column("name", String(120), nullable=False),
+    Column("roles", String(200), nullable=False),  # comma-separated Role values
+    Column("work_centers", String(500), nullable=False),  # comma-separated qualifications, * = all
+    Column("badge_hmac", String(64), nullable=False, unique=True),
+    Column("pin_hash", String(200), nullable=False),
+    Column("failed_pins", Integer, nullable=False, default=0),
+    Column("locked", Boolean, nullable=False, default=False),
+    Column("active", Boolean, nullable=False, default=True),
+)
+
+stations = Table(
+    "stations",
+    metadata,
+    _id(),
+    Column("name", String(80), nullable=False, unique=True),
+    Column("work_center", String(40), nullable=False),
+    Column("token_sha256", String(64), unique=True),
+    Column("revoked", Boolean, nullable=False, default=False),
+    Column("theme", String(40), nullable=False, default="kiosk-dark"),
+    Column("idle_lock_seconds", Integer, nullable=False, default=180),
+    Column("allow_typed_badge", Boolean, nullable=False, default=True),
+    Column("config_version", Integer, nullable=False, default=1),
+)
+
+enrollment_codes = Table(
+    "enrollment_codes",
+    metadata,
+    Column("code_sha256", String(64), primary_key=True),
+    Column("station_id", ForeignKey("stations.id"), nullable=False),
+    _at("expires_at"),
+    _at("used_at", nullable=True),
+)
+
+work_orders = Table(
+    "work_orders",
+    metadata,
+    _id(),
+    Column("number", String(40), nullable=False, unique=True),
+    Column("part_number", String(40), nullable=False),
+    Column("part_name", String(120), nullable=False),
+    Column("quantity", Integer, nullable=False),
+)
+
+travelers = Table(
+    "travelers",
+    metadata,
+    _id(),
+    Column("number", String(40), nullable=False, unique=True),
+    Column("work_order_id", ForeignKey("work_orders.id"), nullable=False),
+    Column("serial", String(60)),
+    Column("lot", String(60)),
+)
+
+operations = Table(
+    "operations",
+    metadata,
+    _id(),
+    Column("traveler_id", ForeignKey("travelers.id"), nullable=False),
+    Column("number", String(20), nullable=False),
+    Column("name", String(120), nullable=False),
+    Column("work_center", String(40), nullable=False),
+)
+
+steps = Table(
+    "steps",
+    metadata,
+    _id(),
+    Column("traveler_id", ForeignKey("travelers.id"), nullable=False, index=True),
+    Column("operation_id", ForeignKey("operations.id"), nullable=False),
+    Column("seq", Integer, nullable=False),
+    Column("number", String(20), nullable=False),
+    Column("title", String(200), nullable=False),
+    Column("instructions", Text, nullable=False),
+    Column("revision", String(20), nullable=False),
+    Column("inspection", Boolean, nullable=False, default=False),
+    Column("status", String(20), nullable=False, default="not_started"),
+    UniqueConstraint("traveler_id", "seq"),
+)
+
+data_items = Table(
+    "data_items",
+    metadata,
+    _id(),
+    Column("step_id", ForeignKey("steps.id"), nullable=False, index=True),
+    Column("seq", Integer, nullable=False),
+    Column("label", String(200), nullable=False),
+    Column("kind", String(20), nullable=False),
+    Column("unit", String(20)),
+    Column("nominal", Float),
+    Column("lower", Float),
+    Column("upper", Float),
+    Column("required", Boolean, nullable=False, default=True),
+)
+
+recorded_values = Table(
+    "recorded_values",
+    metadata,
+    _id(),
+    Column("item_id", ForeignKey("data_items.id"), nullable=False, index=True),
+    Column("value", Text, nullable=False),
+    Column("passed", Boolean),
+    Column("user_id", ForeignKey("users.id"), nullable=False),
+    Column("station_id", ForeignKey("stations.id"), nullable=False),
+    _at("server_time"),
+    _at("station_time", nullable=True),
+    Column("offline", Boolean, nullable=False, default=False),
+)
+
+signatures = Table(
+    "signatures",
+    metadata,
+    _id(),
+    Column("subject", String(20), nullable=False),  # step, hold, ncr
+    Column("subject_id", Integer, nullable=False),
+    Column("user_id", ForeignKey("users.id"), nullable=False),
+    Column("printed_name", String(120), nullable=False),
+    Column("meaning", String(20), nullable=False),
+    Column("station_id", ForeignKey("stations.id"), nullable=False),
+    _at("server_time"),
+    _at("station_time", nullable=True),
+    Column("content_hash", String(64), nullable=False),
+)
+
+tools = Table(
+    "tools",
+    metadata,
+    _id(),
+    Column("code", String(40), nullable=False, unique=True),
+    Column("description", String(200), nullable=False),
+    Column("calibration_due", Date, nullable=False),
+)
+
+material_lots = Table(
+    "material_lots",
+    metadata,
+    _id(),
+    Column("code", String(60), nullable=False, unique=True),
+    Column("part_number", String(40), nullable=False),
+    Column("description", String(200), nullable=False),
+)
+
+consumption = Table(
+    "consumption",
+    metadata,
+    _id(),
+    Column("traveler_id", ForeignKey("travelers.id"), nullable=False, index=True),
+    Column("value_id", ForeignKey("recorded_values.id"), nullable=False),
+    Column("lot_id", ForeignKey("material_lots.id"), nullable=False),
+)
+
+tool_uses = Table(
+    "tool_uses",
+    metadata,
+    _id(),
+    Column("traveler_id", ForeignKey("travelers.id"), nullable=False, index=True),
+    Column("value_id", ForeignKey("recorded_values.id"), nullable=False),
+    Column("tool_id", ForeignKey("tools.id"), nullable=False),
+)
+
+holds = Table(
+    "holds",
+    metadata,
+    _id(),
+    Column("traveler_id", ForeignKey("travelers.id"), nullable=False, index=True),
+    Column("reason", String(500), nullable=False),
+    Column("placed_by", ForeignKey("users.id"), nullable=False),
+    _at("placed_at"),
+    Column("ncr_id", ForeignKey("ncrs.id")),
+    Column("released_signature_id", ForeignKey("signatures.id")),
+)
+
+ncrs = Table(
+    "ncrs",
+    metadata,
+    _id(),
+    Column("number", String(20), nullable=False, unique=True),
+    Column("traveler_id", ForeignKey("travelers.id"), nullable=False, index=True),
+    Column("step_id", ForeignKey("steps.id")),
+    Column("item_id", ForeignKey("data_items.id")),
+    Column("description", Text, nullable=False),
+    Column("defect_code", String(32), nullable=False),
+    Column("quantity", Integer, nullable=False),
+    Column("raised_by", ForeignKey("users.id"), nullable=False),
+    _at("raised_at"),
+    Column("disposition", String(20)),
+    Column("disposition_signature_id", ForeignKey("signatures.id")),
+)
+
+idempotency = Table(
+    "idempotency",
+    metadata,
+    Column("key", String(100), primary_key=True),
+    Column("station_id", ForeignKey("stations.id"), nullable=False),
+    Column("payload_sha256", String(64), nullable=False),
+    Column("status", Integer, nullable=False),
+    Column("response", Text, nullable=False),
+    _at("created_at"),
+)
+
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("seq", Integer, primary_key=True, autoincrement=False),
+    _at("server_time"),
+    _at("station_time", nullable=True),
+    Column("station", String(80), nullable=True),
+    Column("actor", String(120), nullable=True),
+    Column("action", String(40), nullable=False),
+    Column("entity", String(80), nullable=False),
+    Column("old", Text, nullable=True),
+    Column("new", Text, nullable=True),
+    Column("prev_hash", LargeBinary(32), nullable=False),
+    Column("hash", LargeBinary(32), nullable=False),
+)
+
+# One row, locked while appending, so concurrent server processes extend the chain one at a time.
+audit_head = Table(
+    "audit_head",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("seq", Integer, nullable=False),
+    Column("hash", LargeBinary(32), nullable=False),
+)

@@ -1,0 +1,281 @@
+"""Read side: builds wire models from the store in a handful of queries per traveler."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import Connection, RowMapping, select
+
+from kiosk import rules
+from kiosk.server import schema as t
+from kiosk.wire import (
+    DataItem,
+    Hold,
+    ItemKind,
+    Meaning,
+    Ncr,
+    Operation,
+    Person,
+    RecordedValue,
+    Role,
+    SignatureManifest,
+    Step,
+    StepStatus,
+    Traveler,
+    TravelerStatus,
+    TravelerSummary,
+)
+
+
+class NotFound(rules.Refusal):
+    def __init__(self, what: str) -> None:
+        super().__init__("not_found", f"{what} was not found.", 404)
+
+
+def person_from_row(row: RowMapping | Any) -> Person:
+    return Person(id=row.id, name=row.name, roles=tuple(Role(r) for r in row.roles.split(",")))
+
+
+def user_names(conn: Connection) -> dict[int, str]:
+    return {r.id: r.name for r in conn.execute(select(t.users.c.id, t.users.c.name))}
+
+
+def station_names(conn: Connection) -> dict[int, str]:
+    return {r.id: r.name for r in conn.execute(select(t.stations.c.id, t.stations.c.name))}
+
+
+def traveler_row(conn: Connection, number: str, *, lock: bool = False) -> RowMapping:
+    query = select(t.travelers).where(t.travelers.c.number == number)
+    if lock:
+        # Serialises actions on one traveler across server processes (PostgreSQL row lock).
+        query = query.with_for_update()
+    row = conn.execute(query).mappings().one_or_none()
+    if row is None:
+        raise NotFound(f"Traveler {number}")
+    return row
+
+
+def recorded_value(row: Any, users: dict[int, str], stations: dict[int, str]) -> RecordedValue:
+    return RecordedValue(
+        id=row.id,
+        value=row.value,
+        passed=row.passed,
+        recorded_by=users[row.user_id],
+        server_time=row.server_time,
+        station_time=row.station_time,
+        station=stations[row.station_id],
+        offline=row.offline,
+    )
+
+
+def signature_manifest(row: Any, stations: dict[int, str]) -> SignatureManifest:
+    return SignatureManifest(
+        id=row.id,
+        signer_id=row.user_id,
+        printed_name=row.printed_name,
+        meaning=Meaning(row.meaning),
+        server_time=row.server_time,
+        station=stations[row.station_id],
+        content_hash=row.content_hash,
+    )
+
+
+def load_traveler(conn: Connection, number: str) -> Traveler:
+    trav = traveler_row(conn, number)
+    wo = conn.execute(select(t.work_orders).where(t.work_orders.c.id == trav.work_order_id)).one()
+    users, stations = user_names(conn), station_names(conn)
+    ops = conn.execute(
+        select(t.operations).where(t.operations.c.traveler_id == trav.id).order_by(t.operations.c.id)
+    ).all()
+    ncr_list = _ncrs(conn, trav.id, users)
+    steps = _steps(conn, trav.id, {o.id: o for o in ops}, users, stations, ncr_list)
+    hold = _active_hold(conn, trav.id, users)
+    return Traveler(
+        number=trav.number,
+        work_order=wo.number,
+        part_number=wo.part_number,
+        part_name=wo.part_name,
+        serial=trav.serial,
+        lot=trav.lot,
+        status=traveler_status(steps, hold),
+        operations=tuple(
+            Operation(number=o.number, name=o.name, work_center=o.work_center) for o in ops
+        ),
+        steps=steps,
+        hold=hold,
+        ncrs=tuple(n for n, _ in ncr_list),
+    )
+
+
+def traveler_status(steps: Sequence[Step], hold: Hold | None) -> TravelerStatus:
+    if hold is not None:
+        return TravelerStatus.ON_HOLD
+    if steps and all(s.status is StepStatus.COMPLETE for s in steps):
+        return TravelerStatus.COMPLETE
+    if any(s.status is not StepStatus.NOT_STARTED for s in steps):
+        return TravelerStatus.IN_WORK
+    return TravelerStatus.NOT_STARTED
+
+
+def _steps(
+    conn: Connection,
+    traveler_id: int,
+    ops: dict[int, Any],
+    users: dict[int, str],
+    stations: dict[int, str],
+    ncr_list: list[tuple[Ncr, int | None]],
+) -> tuple[Step, ...]:
+    step_rows = conn.execute(
+        select(t.steps).where(t.steps.c.traveler_id == traveler_id).order_by(t.steps.c.seq)
+    ).all()
+    step_ids = [s.id for s in step_rows]
+    item_rows = conn.execute(
+        select(t.data_items).where(t.data_items.c.step_id.in_(step_ids)).order_by(t.data_items.c.seq)
+    ).all()
+    latest = _latest_values(conn, [i.id for i in item_rows], users, stations)
+    ncr_by_item = {item_id: ncr.number for ncr, item_id in ncr_list if item_id is not None}
+    items_by_step: dict[int, list[DataItem]] = defaultdict(list)
+    for i in item_rows:
+        items_by_step[i.step_id].append(
+            DataItem(
+                id=i.id,
+                label=i.label,
+                kind=ItemKind(i.kind),
+                unit=i.unit,
+                nominal=i.nominal,
+                lower=i.lower,
+                upper=i.upper,
+                required=i.required,
+                latest=latest.get(i.id),
+                ncr_number=ncr_by_item.get(i.id),
+            )
+        )
+    sigs = _signatures(conn, "step", step_ids, stations)
+    return tuple(
+        Step(
+            id=s.id,
+            number=s.number,
+            title=s.title,
+            instructions=s.instructions,
+            revision=s.revision,
+            inspection=s.inspection,
+            work_center=ops[s.operation_id].work_center,
+            status=StepStatus(s.status),
+            items=tuple(items_by_step[s.id]),
+            signatures=tuple(sigs[s.id]),
+        )
+        for s in step_rows
+    )
+
+
+def _latest_values(
+    conn: Connection, item_ids: list[int], users: dict[int, str], stations: dict[int, str]
+) -> dict[int, RecordedValue]:
+    latest: dict[int, RecordedValue] = {}
+    rows = conn.execute(
+        select(t.recorded_values)
+        .where(t.recorded_values.c.item_id.in_(item_ids))
+        .order_by(t.recorded_values.c.id)
+    )
+    for row in rows:
+        latest[row.item_id] = recorded_value(row, users, stations)
+    return latest
+
+
+def _signatures(
+    conn: Connection, subject: str, ids: list[int], stations: dict[int, str]
+) -> dict[int, list[SignatureManifest]]:
+    found: dict[int, list[SignatureManifest]] = defaultdict(list)
+    rows = conn.execute(
+        select(t.signatures)
+        .where(t.signatures.c.subject == subject, t.signatures.c.subject_id.in_(ids))
+        .order_by(t.signatures.c.id)
+    )
+    for row in rows:
+        found[row.subject_id].append(signature_manifest(row, stations))
+    return found
+
+
+def _ncrs(conn: Connection, traveler_id: int, users: dict[int, str]) -> list[tuple[Ncr, int | None]]:
+    step_numbers = {
+        r.id: r.number
+        for r in conn.execute(
+            select(t.steps.c.id, t.steps.c.number).where(t.steps.c.traveler_id == traveler_id)
+        )
+    }
+    rows = conn.execute(
+        select(t.ncrs).where(t.ncrs.c.traveler_id == traveler_id).order_by(t.ncrs.c.id)
+    ).all()
+    return [
+        (
+            Ncr(
+                number=r.number,
+                step_number=step_numbers.get(r.step_id) if r.step_id else None,
+                description=r.description,
+                defect_code=r.defect_code,
+                quantity=r.quantity,
+                status="dispositioned" if r.disposition else "open",
+                disposition=r.disposition,
+                raised_by=users[r.raised_by],
+                raised_at=r.raised_at,
+            ),
+            r.item_id,
+        )
+        for r in rows
+    ]
+
+
+def active_hold_row(conn: Connection, traveler_id: int) -> Any:
+    return conn.execute(
+        select(t.holds)
+        .where(t.holds.c.traveler_id == traveler_id, t.holds.c.released_signature_id.is_(None))
+        .order_by(t.holds.c.id)
+        .limit(1)
+    ).first()
+
+
+def _active_hold(conn: Connection, traveler_id: int, users: dict[int, str]) -> Hold | None:
+    row = active_hold_row(conn, traveler_id)
+    if row is None:
+        return None
+    ncr_number = None
+    if row.ncr_id is not None:
+        ncr_number = conn.execute(
+            select(t.ncrs.c.number).where(t.ncrs.c.id == row.ncr_id)
+        ).scalar_one()
+    return Hold(
+        id=row.id,
+        reason=row.reason,
+        placed_by=users[row.placed_by],
+        placed_at=row.placed_at,
+        ncr_number=ncr_number,
+    )
+
+
+def queue(conn: Connection, work_center: str) -> list[TravelerSummary]:
+    """Travelers whose current step is worked at `work_center`, or that are held there."""
+    found: list[TravelerSummary] = []
+    numbers = conn.execute(select(t.travelers.c.number).order_by(t.travelers.c.number)).scalars()
+    for number in numbers:
+        trav = load_traveler(conn, number)
+        step = rules.current_step(trav)
+        if step is None or step.work_center != work_center:
+            continue
+        found.append(summary(trav))
+    return found
+
+
+def summary(trav: Traveler) -> TravelerSummary:
+    step = rules.current_step(trav)
+    return TravelerSummary(
+        number=trav.number,
+        work_order=trav.work_order,
+        part_number=trav.part_number,
+        part_name=trav.part_name,
+        serial=trav.serial,
+        status=trav.status,
+        current_step=None if step is None else f"{step.number} {step.title}",
+        work_center=None if step is None else step.work_center,
+    )

@@ -1,0 +1,344 @@
+"""Wire models: the one definition of what travels between a station and the execution API.
+
+The server validates requests and serialises responses with these classes; the station's client
+parses responses into them. Neither side keeps a second copy.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from enum import StrEnum
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class WireModel(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Role(StrEnum):
+    OPERATOR = "operator"
+    INSPECTOR = "inspector"
+    SUPERVISOR = "supervisor"
+    QUALITY = "quality"
+    ADMIN = "admin"
+
+
+class Meaning(StrEnum):
+    """What a signer declares by signing (21 CFR 11.50(a)(3))."""
+
+    PERFORMED = "performed"
+    VERIFIED = "verified"
+    APPROVED = "approved"
+
+
+class ItemKind(StrEnum):
+    MEASUREMENT = "measurement"
+    PASS_FAIL = "pass_fail"
+    TEXT = "text"
+    TOOL = "tool"
+    MATERIAL = "material"
+    ACKNOWLEDGEMENT = "acknowledgement"
+
+
+class StepStatus(StrEnum):
+    NOT_STARTED = "not_started"
+    IN_WORK = "in_work"
+    PAUSED = "paused"
+    COMPLETE = "complete"
+
+
+class TravelerStatus(StrEnum):
+    NOT_STARTED = "not_started"
+    IN_WORK = "in_work"
+    ON_HOLD = "on_hold"
+    COMPLETE = "complete"
+
+
+class Disposition(StrEnum):
+    USE_AS_IS = "use_as_is"
+    REWORK = "rework"
+    REPAIR = "repair"
+    SCRAP = "scrap"
+    RETURN_TO_VENDOR = "return_to_vendor"
+
+
+# --- problems (RFC 9457) -------------------------------------------------------------------------
+
+
+class Problem(WireModel):
+    """An error body: `rule` names the refused domain rule so a client can act on it."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+    type: str = "about:blank"
+    title: str
+    status: int
+    detail: str
+    rule: str | None = None
+
+
+# --- people and stations ---------------------------------------------------------------------------
+
+
+class Person(WireModel):
+    id: int
+    name: str
+    roles: tuple[Role, ...]
+
+
+class BadgeLogin(WireModel):
+    badge: str = Field(min_length=1, max_length=128, repr=False)
+
+
+class Credentials(WireModel):
+    """Both identification components, given again at each signing."""
+
+    badge: str = Field(min_length=1, max_length=128, repr=False)
+    pin: str = Field(min_length=1, max_length=32, repr=False)
+
+
+class StationInfo(WireModel):
+    id: int
+    name: str
+    work_center: str
+    config_version: int
+    theme: str
+    idle_lock_seconds: int
+    allow_typed_badge: bool
+
+
+class Enrollment(WireModel):
+    station: StationInfo
+    token: str = Field(repr=False)
+
+
+class EnrollRequest(WireModel):
+    code: str = Field(min_length=4, max_length=64)
+
+
+# --- travelers ------------------------------------------------------------------------------------
+
+
+class RecordedValue(WireModel):
+    id: int
+    value: str
+    passed: bool | None
+    recorded_by: str
+    server_time: datetime
+    station_time: datetime | None
+    station: str
+    offline: bool = False
+
+
+class DataItem(WireModel):
+    id: int
+    label: str
+    kind: ItemKind
+    unit: str | None = None
+    nominal: float | None = None
+    lower: float | None = None
+    upper: float | None = None
+    required: bool = True
+    latest: RecordedValue | None = None
+    ncr_number: str | None = None
+
+
+class SignatureManifest(WireModel):
+    """The manifestation of an electronic signature: printed name, date-time, meaning."""
+
+    id: int
+    signer_id: int
+    printed_name: str
+    meaning: Meaning
+    server_time: datetime
+    station: str
+    content_hash: str
+
+
+class Step(WireModel):
+    id: int
+    number: str
+    title: str
+    instructions: str
+    revision: str
+    inspection: bool
+    work_center: str
+    status: StepStatus
+    items: tuple[DataItem, ...]
+    signatures: tuple[SignatureManifest, ...]
+
+
+class Operation(WireModel):
+    number: str
+    name: str
+    work_center: str
+
+
+class Hold(WireModel):
+    id: int
+    reason: str
+    placed_by: str
+    placed_at: datetime
+    ncr_number: str | None = None
+
+
+class Ncr(WireModel):
+    number: str
+    step_number: str | None
+    description: str
+    defect_code: str
+    quantity: int
+    status: Literal["open", "dispositioned"]
+    disposition: Disposition | None = None
+    raised_by: str
+    raised_at: datetime
+
+
+class TravelerSummary(WireModel):
+    number: str
+    work_order: str
+    part_number: str
+    part_name: str
+    serial: str | None
+    status: TravelerStatus
+    current_step: str | None
+    work_center: str | None
+
+
+class Traveler(WireModel):
+    number: str
+    work_order: str
+    part_number: str
+    part_name: str
+    serial: str | None
+    lot: str | None
+    status: TravelerStatus
+    operations: tuple[Operation, ...]
+    steps: tuple[Step, ...]
+    hold: Hold | None
+    ncrs: tuple[Ncr, ...]
+
+
+class Tool(WireModel):
+    code: str
+    description: str
+    calibration_due: date
+
+
+# --- actions: every change a station asks for ------------------------------------------------------
+
+
+class ActionBase(WireModel):
+    actor_id: int
+    traveler: str
+    station_time: datetime | None = None
+    offline: bool = False
+    """True when the station recorded the action while it could not reach the server."""
+
+
+class StartStep(ActionBase):
+    kind: Literal["start_step"] = "start_step"
+    step_id: int
+
+
+class PauseStep(ActionBase):
+    kind: Literal["pause_step"] = "pause_step"
+    step_id: int
+
+
+class RecordValue(ActionBase):
+    kind: Literal["record_value"] = "record_value"
+    item_id: int
+    value: str = Field(max_length=2000)
+
+
+class SignStep(ActionBase):
+    kind: Literal["sign_step"] = "sign_step"
+    step_id: int
+    meaning: Meaning
+    credentials: Credentials
+
+
+class RaiseNcr(ActionBase):
+    kind: Literal["raise_ncr"] = "raise_ncr"
+    item_id: int | None = None
+    step_id: int | None = None
+    description: str = Field(min_length=3, max_length=2000)
+    defect_code: str = Field(min_length=1, max_length=32)
+    quantity: int = Field(default=1, ge=1)
+
+
+class DispositionNcr(ActionBase):
+    kind: Literal["disposition_ncr"] = "disposition_ncr"
+    ncr: str
+    disposition: Disposition
+    credentials: Credentials
+
+
+class PlaceHold(ActionBase):
+    kind: Literal["place_hold"] = "place_hold"
+    reason: str = Field(min_length=3, max_length=500)
+
+
+class ReleaseHold(ActionBase):
+    kind: Literal["release_hold"] = "release_hold"
+    credentials: Credentials
+
+
+Action = Annotated[
+    StartStep | PauseStep | RecordValue | SignStep | RaiseNcr | DispositionNcr | PlaceHold | ReleaseHold,
+    Field(discriminator="kind"),
+]
+
+
+class ActionEnvelope(WireModel):
+    action: Action
+
+
+class ActionResult(WireModel):
+    """What the server answers to an applied action: the traveler as it now stands."""
+
+    applied: str
+    traveler: Traveler
+    message: str
+
+
+class UnlockUser(WireModel):
+    user_id: int
+    credentials: Credentials
+
+
+# --- as-built ----------------------------------------------------------------------------------------
+
+
+class AsBuiltConsumption(WireModel):
+    lot: str
+    part_number: str
+    step: str
+    recorded_by: str
+    server_time: datetime
+
+
+class AsBuiltToolUse(WireModel):
+    tool: str
+    calibration_due: date
+    step: str
+    recorded_by: str
+    server_time: datetime
+
+
+class AsBuiltValue(WireModel):
+    """One recorded value, superseded ones included: the auditor sees every entry."""
+
+    step: str
+    item: str
+    entry: RecordedValue
+
+
+class AsBuilt(WireModel):
+    traveler: Traveler
+    values: tuple[AsBuiltValue, ...]
+    material: tuple[AsBuiltConsumption, ...]
+    tools: tuple[AsBuiltToolUse, ...]
+    generated_at: datetime
