@@ -34,7 +34,9 @@ def _add_database(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="SQLAlchemy URL or postgresql://…; default: $KIOSK_DATABASE_URL or the embedded SQLite file",
     )
-    parser.add_argument("--secret-file", type=Path, default=None, help="plant secret (keys badge hashes)")
+    parser.add_argument(
+        "--secret-file", type=Path, default=None, help="plant secret (keys badge hashes)"
+    )
 
 
 def _server_config(args: argparse.Namespace, demo: bool = False):  # type: ignore[no-untyped-def]
@@ -105,7 +107,10 @@ def cmd_import(args: argparse.Namespace) -> int:
         with svc.store.begin() as conn:
             done = erp.load(conn, plant)
     except IntegrityError:
-        print(f"error: {args.file}: an entry already exists in the plant; nothing was imported", file=sys.stderr)
+        print(
+            f"error: {args.file}: an entry already exists in the plant; nothing was imported",
+            file=sys.stderr,
+        )
         return 1
     print(
         f"imported {done.work_orders} work orders, {done.travelers} travelers, {done.steps} steps, "
@@ -142,7 +147,9 @@ def cmd_station_revoke(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="kiosk", description="Shop-floor station kiosk.")
     parser.add_argument("--version", action="version", version=f"kiosk {__version__}")
-    parser.add_argument("--server", default=None, help="execution API URL (default: embedded demo server)")
+    parser.add_argument(
+        "--server", default=None, help="execution API URL (default: embedded demo server)"
+    )
     parser.add_argument("--config", type=Path, default=None, help="station config TOML file")
     parser.set_defaults(func=cmd_station)
     sub = parser.add_subparsers(title="commands", metavar="COMMAND")
@@ -150,15 +157,21 @@ def build_parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="run the reference execution API")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8600)
-    serve.add_argument("--workers", type=int, default=1, help="server processes sharing the database")
-    serve.add_argument("--demo", action="store_true", help="seed the demo plant into an empty database")
+    serve.add_argument(
+        "--workers", type=int, default=1, help="server processes sharing the database"
+    )
+    serve.add_argument(
+        "--demo", action="store_true", help="seed the demo plant into an empty database"
+    )
     serve.add_argument("--embedded", action="store_true", help=argparse.SUPPRESS)
     serve.add_argument("--station-name", default="STATION-01", help=argparse.SUPPRESS)
     serve.add_argument("--work-center", default="ASSEMBLY", help=argparse.SUPPRESS)
     _add_database(serve)
     serve.set_defaults(func=cmd_serve)
 
-    audit = sub.add_parser("audit", help="audit trail tools").add_subparsers(metavar="ACTION", required=True)
+    audit = sub.add_parser("audit", help="audit trail tools").add_subparsers(
+        metavar="ACTION", required=True
+    )
     verify = audit.add_parser("verify", help="check the audit hash chain")
     _add_database(verify)
     verify.set_defaults(func=cmd_audit_verify)
@@ -168,13 +181,17 @@ def build_parser() -> argparse.ArgumentParser:
     _add_database(imp)
     imp.set_defaults(func=cmd_import)
 
-    export = sub.add_parser("export", help="export records").add_subparsers(metavar="WHAT", required=True)
+    export = sub.add_parser("export", help="export records").add_subparsers(
+        metavar="WHAT", required=True
+    )
     as_built = export.add_parser("as-built", help="a traveler's complete as-built record as JSON")
     as_built.add_argument("traveler")
     _add_database(as_built)
     as_built.set_defaults(func=cmd_export_as_built)
 
-    station = sub.add_parser("station", help="manage stations").add_subparsers(metavar="ACTION", required=True)
+    station = sub.add_parser("station", help="manage stations").add_subparsers(
+        metavar="ACTION", required=True
+    )
     add = station.add_parser("add", help="create a station and print a one-time enrollment code")
     add.add_argument("name")
     add.add_argument("--work-center", required=True)

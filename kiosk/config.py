@@ -22,7 +22,10 @@ def default_data_dir() -> Path:
 
 
 def default_config_file() -> Path:
-    return Path(os.environ.get("KIOSK_CONFIG_FILE") or platformdirs.user_config_path(APP_NAME) / "kiosk.toml")
+    return Path(
+        os.environ.get("KIOSK_CONFIG_FILE")
+        or platformdirs.user_config_path(APP_NAME) / "kiosk.toml"
+    )
 
 
 class ConfigError(Exception):

@@ -208,7 +208,9 @@ def _ensure_can_sign_performed(step: Step, signer: Person) -> None:
         raise Refusal("step_not_started", f"Start step {step.number} before signing it.")
     needs = outstanding(step)
     if needs:
-        raise Refusal("step_incomplete", f"Step {step.number} cannot be signed: " + "; ".join(needs))
+        raise Refusal(
+            "step_incomplete", f"Step {step.number} cannot be signed: " + "; ".join(needs)
+        )
 
 
 def _ensure_can_verify(step: Step, signer: Person) -> None:

@@ -287,7 +287,14 @@ class ReleaseHold(ActionBase):
 
 
 Action = Annotated[
-    StartStep | PauseStep | RecordValue | SignStep | RaiseNcr | DispositionNcr | PlaceHold | ReleaseHold,
+    StartStep
+    | PauseStep
+    | RecordValue
+    | SignStep
+    | RaiseNcr
+    | DispositionNcr
+    | PlaceHold
+    | ReleaseHold,
     Field(discriminator="kind"),
 ]
 

@@ -95,6 +95,10 @@ class ExecutionClient:
     async def login(self, badge: str) -> Person:
         return await self._call("POST", "/api/v1/login", Person, BadgeLogin(badge=badge))
 
+    async def verify(self, credentials: Credentials) -> Person:
+        """Badge + PIN check without an action; wrong PINs count toward lock-out."""
+        return await self._call("POST", "/api/v1/verify", Person, credentials)
+
     async def queue(self) -> list[TravelerSummary]:
         return await self._call("GET", "/api/v1/queue", _QUEUE)
 
@@ -110,7 +114,9 @@ class ExecutionClient:
             "POST", "/api/v1/actions", ActionResult, ActionEnvelope(action=action), key=key
         )
 
-    async def unlock(self, user_id: int, credentials: Credentials, key: str | None = None) -> Person:
+    async def unlock(
+        self, user_id: int, credentials: Credentials, key: str | None = None
+    ) -> Person:
         body = UnlockUser(user_id=user_id, credentials=credentials)
         return await self._call("POST", "/api/v1/users/unlock", Person, body, key=key)
 
@@ -156,8 +162,7 @@ def _parse(response: httpx.Response, expect: type[T] | TypeAdapter[T]) -> T:
         if isinstance(expect, TypeAdapter):
             return expect.validate_json(response.content)
         assert issubclass(expect, BaseModel)
-        result: T = expect.model_validate_json(response.content)  # type: ignore[assignment]
-        return result
+        return expect.model_validate_json(response.content)
     except ValidationError:
         raise errors.BadResponse(
             "The server sent an answer this station cannot read. Call IT: versions may differ.",

@@ -51,9 +51,8 @@ _TRACK2_BODY = re.compile(r"^(\d{1,19})(?:=(\d*))?$")
 # (1, 2 = international, 5, 6 = national). 7 means "private": employee badges.
 _PAYMENT_SERVICE_CODES = "1256"
 
-_PAYMENT_REASON = (
-    "This is a payment card, not a badge. It was not read or kept; "
-    "please use your employee badge."
+PAYMENT_CARD_REASON = (
+    "This is a payment card, not a badge. It was not read or kept; please use your employee badge."
 )
 _BAD_READ_REASON = "The badge could not be read. Swipe or present it again."
 _PARITY_REASON = "The badge read failed its parity check. Present the badge again."
@@ -160,7 +159,7 @@ def _parse_wiegand26(frame: int) -> Badge:
 def _parse_magstripe(text: str) -> Badge:
     """Pick the card number from the first usable track; refuse bank cards first."""
     if is_payment_card(text):
-        raise ScanParseError(_PAYMENT_REASON, code="payment_card")
+        raise ScanParseError(PAYMENT_CARD_REASON, code="payment_card")
     for body in _TRACK1.findall(text):
         number = _track1_number(body)
         if number:
@@ -179,10 +178,7 @@ def _track1_number(body: str) -> str:
     ``B<number>^<NAME>^...`` is the ISO 7813 layout; some badge encoders write just
     digits. Spaces are allowed inside the number on track 1 and are dropped.
     """
-    if body.startswith("B"):
-        number = body[1:].split("^", 1)[0].replace(" ", "")
-    else:
-        number = body
+    number = body[1:].split("^", 1)[0].replace(" ", "") if body.startswith("B") else body
     return number if _DIGITS.match(number) else ""
 
 

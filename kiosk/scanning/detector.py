@@ -21,8 +21,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Literal
+from dataclasses import dataclass, replace
+from typing import Any, Literal
 
 __all__ = [
     "Decision",
@@ -107,7 +107,7 @@ class DetectorSettings:
     """Timing and framing of one kind of reader. Defaults suit wired USB scanners."""
 
     max_gap_ms: float = 50.0
-    """Largest gap between two keys of one burst; also how long a lone key is held."""
+    """Keys less than this apart form one burst; also how long a lone key is held."""
 
     avg_max_ms: float = 30.0
     """Largest mean gap over a burst for it to count as a scan."""
@@ -128,7 +128,8 @@ class DetectorSettings:
 
     latch_len: int = 4
     """Fast characters after which a burst is no longer released as typing, so a
-    scanner that stalls mid-code cannot leak half a code into a text field."""
+    scanner that stalls mid-code cannot leak half a code into a text field.
+    The detector uses ``max(latch_len, min_len)``."""
 
     stall_grace_ms: float = 300.0
     """How long a latched or prefixed read may pause before it is given up."""
@@ -156,15 +157,10 @@ class DetectorSettings:
             raise ValueError("ESC cannot be part of a scanner prefix or suffix")
 
     @classmethod
-    def bluetooth(cls, **overrides: object) -> DetectorSettings:
+    def bluetooth(cls, **overrides: Any) -> DetectorSettings:
         """Profile for Bluetooth scanners, which are slower and send in uneven bursts."""
-        values: dict[str, object] = {
-            "max_gap_ms": 120.0,
-            "avg_max_ms": 60.0,
-            "stall_grace_ms": 600.0,
-        }
-        values.update(overrides)
-        return cls(**values)  # type: ignore[arg-type]
+        profile = cls(max_gap_ms=120.0, avg_max_ms=60.0, stall_grace_ms=600.0)
+        return replace(profile, **overrides)
 
 
 Phase = Literal["idle", "burst", "prefix", "framed", "suffix_seen"]
@@ -191,6 +187,9 @@ class WedgeDetector:
         self._held: list[KeyInput] = []
         self._phase: Phase = "idle"
         self._latched = False
+        # Time a read was cut short by a non-text key. Fast keys right after it are
+        # the rest of that read and must not be typed into the focused field.
+        self._interrupted_at: float | None = None
 
     # ----------------------------------------------------------------- public API
 
@@ -212,7 +211,10 @@ class WedgeDetector:
         """Flush held keys whose time is up; call when the :meth:`deadline` timer fires."""
         try:
             deadline = self.deadline()
-            if deadline is None or not now >= deadline:
+            if deadline is None:
+                return []
+            # A non-finite deadline (broken clock) must not hold keys forever.
+            if math.isfinite(deadline) and now < deadline:
                 return []
             return self._expire()
         except Exception:  # pragma: no cover - defensive
@@ -264,17 +266,17 @@ class WedgeDetector:
             return self._decide_terminated(key)
         if not key.is_text:
             # Arrows, F-keys...: a person is at the keyboard. End the burst here.
-            return [*self._decide_unterminated(), Release((key,))]
-        stalled = self._gap_ms(key) > self.settings.max_gap_ms + _EPSILON_MS
+            return self._interrupt(key)
+        # A key after max_gap_ms only gets here when the burst is latched (poll has
+        # flushed anything else): the reader stalled and resumed, which is still a read.
         self._held.append(key)
-        if not stalled:
-            self._update_latch()
+        self._update_latch()
         return self._check_suffix_or_cap()
 
     def _accept_framed(self, key: KeyInput) -> list[Decision]:
         """Prefix mode: match the prefix, then collect data until suffix or terminator."""
         if not key.is_text:
-            return [*self._decide_unterminated(), Release((key,))]
+            return self._interrupt(key)
         if self._phase == "prefix":
             return self._accept_prefix_char(key)
         if not self.settings.suffix and self._is_terminator(key):
@@ -298,9 +300,15 @@ class WedgeDetector:
     def _accept_after_suffix(self, key: KeyInput) -> list[Decision]:
         """Right after a suffix: a terminator belongs to the read, anything else not."""
         if self._is_terminator(key):
-            return [self._scan(self._held, key, complete=True)]
-        scan = self._scan(self._held, None, complete=True)
-        return [scan, *self._accept_idle(key)]
+            return self._suffix_scan(key)
+        return [*self._suffix_scan(None), *self._accept_idle(key)]
+
+    def _suffix_scan(self, terminator: KeyInput | None) -> list[Decision]:
+        """The read closed by the suffix. Without a prefix, its start is found by timing."""
+        if self.settings.prefix:
+            return [self._scan(self._held, terminator, complete=True)]
+        head, tail = self._split_head(self._held)
+        return self._head_then(head, self._scan(tail, terminator, complete=True))
 
     # ----------------------------------------------------------------- decisions
 
@@ -319,10 +327,10 @@ class WedgeDetector:
         if not self._held:
             return []
         settings = self.settings
-        if self._phase in ("prefix",) or (self._phase == "burst" and not self._latched):
+        if self._phase == "prefix" or (self._phase == "burst" and not self._latched):
             return [Release(self._take())]
         if self._phase == "suffix_seen":
-            return [self._scan(self._held, None, complete=True)]
+            return self._suffix_scan(None)
         head, tail = self._split_head(self._held) if self._phase == "burst" else ((), self._held)
         complete = (
             self._phase == "burst"
@@ -330,6 +338,13 @@ class WedgeDetector:
             and len(_text_of(tail)) >= settings.min_len_no_terminator
         )
         return self._head_then(head, self._scan(tail, None, complete=complete))
+
+    def _interrupt(self, key: KeyInput) -> list[Decision]:
+        """A key without text cut into the read: decide what is held, pass the key on."""
+        decisions = self._decide_unterminated()
+        if any(isinstance(d, Scan) and not d.complete for d in decisions):
+            self._interrupted_at = key.time
+        return [*decisions, Release((key,))]
 
     def _expire(self) -> list[Decision]:
         """Time is up for what is held."""
@@ -339,7 +354,9 @@ class WedgeDetector:
         """Release the person's keys that preceded a read, then the read itself."""
         return [Release(tuple(head)), scan] if head else [scan]
 
-    def _scan(self, keys: Sequence[KeyInput], terminator: KeyInput | None, *, complete: bool) -> Scan:
+    def _scan(
+        self, keys: Sequence[KeyInput], terminator: KeyInput | None, *, complete: bool
+    ) -> Scan:
         """Build a Scan from ``keys`` (+ terminator) and reset to idle."""
         settings = self.settings
         text = _text_of(keys)
@@ -392,7 +409,13 @@ class WedgeDetector:
         """Begin holding with ``key``."""
         self._held = [key]
         self._phase = phase
-        self._latched = False
+        interrupted_at, self._interrupted_at = self._interrupted_at, None
+        # The remainder of an interrupted read is latched from its first key.
+        self._latched = (
+            phase == "burst"
+            and interrupted_at is not None
+            and _gap(interrupted_at, key.time) <= self.settings.max_gap_ms + _EPSILON_MS
+        )
 
     def _take(self) -> tuple[KeyInput, ...]:
         """Hand back everything held and go idle."""
@@ -409,7 +432,10 @@ class WedgeDetector:
         """After adding a key: did the suffix just complete, or is the read too long?"""
         suffix = self.settings.suffix
         text = _text_of(self._held)
-        if suffix and text.endswith(suffix) and len(text) > len(self.settings.prefix):
+        # Framed reads may be empty (prefix + suffix is unambiguous); an unframed
+        # suffix needs at least one data character before it.
+        framing = len(self.settings.prefix) + len(suffix) + (0 if self.settings.prefix else 1)
+        if suffix and text.endswith(suffix) and len(text) >= framing:
             self._phase = "suffix_seen"
             return []
         if len(text) >= self.settings.max_scan_len:
@@ -420,11 +446,12 @@ class WedgeDetector:
         return []
 
     def _update_latch(self) -> None:
-        """Latch once ``latch_len`` characters came fast on average (not auto-repeat)."""
+        """Latch once enough characters came fast on average (and not as auto-repeat)."""
         if self._latched:
             return
         text_keys = self._text_keys()
-        if len(text_keys) < self.settings.latch_len:
+        # Below min_len a burst cannot be a read, so it must stay releasable as typing.
+        if len(text_keys) < max(self.settings.latch_len, self.settings.min_len):
             return
         if _looks_like_auto_repeat(text_keys, self.settings.repeat_min_gap_ms):
             return
@@ -433,13 +460,11 @@ class WedgeDetector:
 
     def _current_wait_ms(self) -> float:
         """How long the held keys may wait for the next key."""
+        if self._phase == "suffix_seen":
+            return self.settings.max_gap_ms
         if self._phase in ("framed", "prefix") or self._latched:
             return self.settings.stall_grace_ms
         return self.settings.max_gap_ms
-
-    def _gap_ms(self, key: KeyInput) -> float:
-        last = self._last_text_time()
-        return 0.0 if last is None else _gap(last, key.time)
 
     def _last_text_time(self) -> float | None:
         for key in reversed(self._held):

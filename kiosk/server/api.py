@@ -16,6 +16,7 @@ from kiosk.wire import (
     ActionResult,
     AsBuilt,
     BadgeLogin,
+    Credentials,
     Enrollment,
     EnrollRequest,
     Person,
@@ -30,8 +31,13 @@ PROBLEM = "application/problem+json"
 IdempotencyKey = Annotated[str, Header(alias="Idempotency-Key", min_length=8, max_length=100)]
 ERRORS: dict[int | str, dict[str, object]] = {
     code: {"model": Problem, "description": text}
-    for code, text in [(401, "Station not enrolled"), (403, "Refused for this person"),
-                       (404, "Not found"), (409, "Refused by a rule"), (422, "Invalid request")]
+    for code, text in [
+        (401, "Station not enrolled"),
+        (403, "Refused for this person"),
+        (404, "Not found"),
+        (409, "Refused by a rule"),
+        (422, "Invalid request"),
+    ]
 }
 
 router = APIRouter(prefix="/api/v1", responses=ERRORS)
@@ -57,7 +63,9 @@ Station = Annotated[StationRef, Depends(station)]
 
 
 def raw(status: int, body: str) -> Response:
-    return Response(body, status_code=status, media_type="application/json" if status < 400 else PROBLEM)
+    return Response(
+        body, status_code=status, media_type="application/json" if status < 400 else PROBLEM
+    )
 
 
 def refusal_response(_request: Request, exc: Exception) -> Response:
@@ -78,6 +86,12 @@ def station_info(svc: Service, st: Station) -> StationInfo:
 @router.post("/login", response_model=Person)
 def login(svc: Service, st: Station, body: BadgeLogin) -> Person:
     return svc.login(st, body.badge)
+
+
+@router.post("/verify", response_model=Person)
+def verify(svc: Service, st: Station, body: Credentials) -> Person:
+    """Check badge + PIN (an admin unlocking the station's exit); wrong PINs count toward lock-out."""
+    return svc.verify_credentials(st, body)
 
 
 @router.get("/queue", response_model=list[TravelerSummary])

@@ -113,5 +113,7 @@ def verify(conn: Connection) -> Verdict:
         prev, expected, count = digest, expected + 1, count + 1
     head = conn.execute(select(audit_head.c.seq, audit_head.c.hash)).one()
     if head.seq != count or bytes(head.hash) != prev:
-        return Verdict(False, count, count + 1, f"the chain ends at {count}, its head says {head.seq}")
+        return Verdict(
+            False, count, count + 1, f"the chain ends at {count}, its head says {head.seq}"
+        )
     return Verdict(True, count)

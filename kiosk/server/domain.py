@@ -139,9 +139,13 @@ def record_value(change: Change, trav: Traveler, tid: int, action: RecordValue) 
         .returning(t.recorded_values.c.id)
     ).scalar_one()
     if item.kind is ItemKind.TOOL:
-        change.conn.execute(insert(t.tool_uses).values(traveler_id=tid, value_id=value_id, tool_id=tool_id))
+        change.conn.execute(
+            insert(t.tool_uses).values(traveler_id=tid, value_id=value_id, tool_id=tool_id)
+        )
     elif item.kind is ItemKind.MATERIAL:
-        change.conn.execute(insert(t.consumption).values(traveler_id=tid, value_id=value_id, lot_id=lot_id))
+        change.conn.execute(
+            insert(t.consumption).values(traveler_id=tid, value_id=value_id, lot_id=lot_id)
+        )
     old = None if item.latest is None else item.latest.value
     change.audit("record_value", f"item:{item.id}", old, {"value": value, "passed": passed})
     return _recorded_message(item.label, value, passed, item)
@@ -150,7 +154,9 @@ def record_value(change: Change, trav: Traveler, tid: int, action: RecordValue) 
 def _recorded_message(label: str, value: str, passed: bool | None, item: Any) -> str:
     if item.kind is ItemKind.MEASUREMENT:
         verdict = "in tolerance" if passed else "OUT OF TOLERANCE"
-        return f"{label}: {value} {item.unit or ''} recorded, {verdict} ({rules.limits_text(item)})."
+        return (
+            f"{label}: {value} {item.unit or ''} recorded, {verdict} ({rules.limits_text(item)})."
+        )
     return f"{label}: {value} recorded."
 
 
@@ -171,7 +177,9 @@ def _calibrated_tool(change: Change, code: str) -> tuple[str, int]:
 
 def _known_lot(change: Change, code: str) -> tuple[str, int]:
     code = code.upper()
-    lot = change.conn.execute(select(t.material_lots).where(t.material_lots.c.code == code)).one_or_none()
+    lot = change.conn.execute(
+        select(t.material_lots).where(t.material_lots.c.code == code)
+    ).one_or_none()
     if lot is None:
         raise Refusal("material_unknown", f"Material lot {code} is not known to stores.", 422)
     return code, int(lot.id)
@@ -180,7 +188,9 @@ def _known_lot(change: Change, code: str) -> tuple[str, int]:
 # --- signatures -----------------------------------------------------------------------------------
 
 
-def content_hash(trav: Traveler, step: Step, meaning: Meaning, signer: Person, now: datetime) -> str:
+def content_hash(
+    trav: Traveler, step: Step, meaning: Meaning, signer: Person, now: datetime
+) -> str:
     """SHA-256 of exactly what the signer saw: step text at its revision and every value."""
     content = {
         "traveler": trav.number,
@@ -214,7 +224,9 @@ def _insert_signature(
         )
         .returning(t.signatures.c.id)
     ).scalar_one()
-    change.audit("sign", f"{subject}:{subject_id}", None, {"meaning": meaning.value, "hash": digest})
+    change.audit(
+        "sign", f"{subject}:{subject_id}", None, {"meaning": meaning.value, "hash": digest}
+    )
     return int(sig_id)
 
 
@@ -241,7 +253,13 @@ def place_hold(change: Change, trav: Traveler, tid: int, action: PlaceHold) -> s
 def _insert_hold(change: Change, tid: int, reason: str, ncr_id: int | None) -> None:
     hold_id = change.conn.execute(
         insert(t.holds)
-        .values(traveler_id=tid, reason=reason, placed_by=change.actor.id, placed_at=change.now, ncr_id=ncr_id)
+        .values(
+            traveler_id=tid,
+            reason=reason,
+            placed_by=change.actor.id,
+            placed_at=change.now,
+            ncr_id=ncr_id,
+        )
         .returning(t.holds.c.id)
     ).scalar_one()
     change.audit("place_hold", f"hold:{hold_id}", None, {"reason": reason})
@@ -256,10 +274,16 @@ def release_hold(change: Change, trav: Traveler, tid: int, action: ReleaseHold) 
     if hold.ncr_id is not None:
         ncr = change.conn.execute(select(t.ncrs).where(t.ncrs.c.id == hold.ncr_id)).one()
         if ncr.disposition is None:
-            raise Refusal("ncr_open", f"{ncr.number} needs a disposition before the hold is released.")
-    digest = hashlib.sha256(audit.canonical({"hold": hold.id, "reason": hold.reason}).encode()).hexdigest()
+            raise Refusal(
+                "ncr_open", f"{ncr.number} needs a disposition before the hold is released."
+            )
+    digest = hashlib.sha256(
+        audit.canonical({"hold": hold.id, "reason": hold.reason}).encode()
+    ).hexdigest()
     sig_id = _insert_signature(change, "hold", hold.id, Meaning.APPROVED, digest)
-    change.conn.execute(update(t.holds).where(t.holds.c.id == hold.id).values(released_signature_id=sig_id))
+    change.conn.execute(
+        update(t.holds).where(t.holds.c.id == hold.id).values(released_signature_id=sig_id)
+    )
     return f"Hold on {trav.number} released by {change.signer.name}."
 
 
@@ -288,7 +312,12 @@ def raise_ncr(change: Change, trav: Traveler, tid: int, action: RaiseNcr) -> str
     ).scalar_one()
     number = f"NCR-{ncr_id:04d}"
     change.conn.execute(update(t.ncrs).where(t.ncrs.c.id == ncr_id).values(number=number))
-    change.audit("raise_ncr", f"ncr:{number}", None, action.model_dump(include={"description", "defect_code", "quantity"}))
+    change.audit(
+        "raise_ncr",
+        f"ncr:{number}",
+        None,
+        action.model_dump(include={"description", "defect_code", "quantity"}),
+    )
     _insert_hold(change, tid, f"{number}: {action.description}", ncr_id)
     return f"{number} raised; {trav.number} is on hold until quality dispositions it."
 
@@ -302,7 +331,9 @@ def disposition_ncr(change: Change, trav: Traveler, tid: int, action: Dispositio
     if ncr is None:
         raise views.NotFound(f"{action.ncr} on {trav.number}")
     if ncr.disposition is not None:
-        raise Refusal("ncr_dispositioned", f"{ncr.number} is already dispositioned ({ncr.disposition}).")
+        raise Refusal(
+            "ncr_dispositioned", f"{ncr.number} is already dispositioned ({ncr.disposition})."
+        )
     digest = hashlib.sha256(
         audit.canonical({"ncr": ncr.number, "disposition": action.disposition.value}).encode()
     ).hexdigest()
@@ -345,7 +376,14 @@ def _add_rework_step(change: Change, tid: int, ncr: Any) -> None:
         )
         .returning(t.steps.c.id)
     ).scalar_one()
-    items = [{"step_id": step_id, "seq": 1, "label": "Rework done as instructed", "kind": "acknowledgement"}]
+    items = [
+        {
+            "step_id": step_id,
+            "seq": 1,
+            "label": "Rework done as instructed",
+            "kind": "acknowledgement",
+        }
+    ]
     if ncr.item_id is not None:
         failed = conn.execute(select(t.data_items).where(t.data_items.c.id == ncr.item_id)).one()
         items.append(
@@ -362,7 +400,9 @@ def _add_rework_step(change: Change, tid: int, ncr: Any) -> None:
         )
     for item in items:
         conn.execute(insert(t.data_items).values(required=True, **item))
-    change.audit("add_step", f"step:{step_id}", None, {"number": f"{origin.number}-RW", "ncr": ncr.number})
+    change.audit(
+        "add_step", f"step:{step_id}", None, {"number": f"{origin.number}-RW", "ncr": ncr.number}
+    )
 
 
 Handler = Callable[[Change, Traveler, int, Any], str]
@@ -377,4 +417,3 @@ HANDLERS: dict[str, Handler] = {
     "place_hold": place_hold,
     "release_hold": release_hold,
 }
-

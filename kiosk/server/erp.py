@@ -103,20 +103,29 @@ def load(conn: Connection, plant: PlantImport) -> ImportSummary:
         done.material_lots += 1
     for order in plant.work_orders:
         _load_work_order(conn, order, done)
-    audit.append(conn, action="import", entity="erp", actor=None, station=None, new=done.model_dump())
+    audit.append(
+        conn, action="import", entity="erp", actor=None, station=None, new=done.model_dump()
+    )
     return done
 
 
 def _load_work_order(conn: Connection, order: WorkOrderSpec, done: ImportSummary) -> None:
     wo_id = conn.execute(
         insert(t.work_orders)
-        .values(number=order.number, part_number=order.part_number, part_name=order.part_name, quantity=order.quantity)
+        .values(
+            number=order.number,
+            part_number=order.part_number,
+            part_name=order.part_name,
+            quantity=order.quantity,
+        )
         .returning(t.work_orders.c.id)
     ).scalar_one()
     done.work_orders += 1
     for trav in order.travelers:
         trav_id = conn.execute(
-            insert(t.travelers).values(work_order_id=wo_id, **trav.model_dump()).returning(t.travelers.c.id)
+            insert(t.travelers)
+            .values(work_order_id=wo_id, **trav.model_dump())
+            .returning(t.travelers.c.id)
         ).scalar_one()
         done.travelers += 1
         done.steps += _load_routing(conn, trav_id, order.routing)
@@ -134,13 +143,22 @@ def _load_routing(conn: Connection, trav_id: int, routing: list[OperationSpec]) 
             seq += 1
             step_id = conn.execute(
                 insert(t.steps)
-                .values(traveler_id=trav_id, operation_id=op_id, seq=seq, status="not_started", **step.model_dump(exclude={"items"}))
+                .values(
+                    traveler_id=trav_id,
+                    operation_id=op_id,
+                    seq=seq,
+                    status="not_started",
+                    **step.model_dump(exclude={"items"}),
+                )
                 .returning(t.steps.c.id)
             ).scalar_one()
             if step.items:
                 conn.execute(
                     insert(t.data_items),
-                    [{"step_id": step_id, "seq": n, **item.model_dump()} for n, item in enumerate(step.items, 1)],
+                    [
+                        {"step_id": step_id, "seq": n, **item.model_dump()}
+                        for n, item in enumerate(step.items, 1)
+                    ],
                 )
     return seq
 
@@ -152,12 +170,18 @@ def as_built(conn: Connection, number: str) -> AsBuilt:
     users, stations = views.user_names(conn), views.station_names(conn)
     labels = {i.id: (s.number, i.label) for s in trav.steps for i in s.items}
     values = conn.execute(
-        select(t.recorded_values).where(t.recorded_values.c.item_id.in_(list(labels))).order_by(t.recorded_values.c.id)
+        select(t.recorded_values)
+        .where(t.recorded_values.c.item_id.in_(list(labels)))
+        .order_by(t.recorded_values.c.id)
     ).all()
     return AsBuilt(
         traveler=trav,
         values=tuple(
-            AsBuiltValue(step=labels[v.item_id][0], item=labels[v.item_id][1], entry=views.recorded_value(v, users, stations))
+            AsBuiltValue(
+                step=labels[v.item_id][0],
+                item=labels[v.item_id][1],
+                entry=views.recorded_value(v, users, stations),
+            )
             for v in values
         ),
         material=_material(conn, tid, labels, users),
@@ -166,7 +190,9 @@ def as_built(conn: Connection, number: str) -> AsBuilt:
     )
 
 
-def _material(conn: Connection, tid: int, labels: dict[int, tuple[str, str]], users: dict[int, str]) -> tuple[AsBuiltConsumption, ...]:
+def _material(
+    conn: Connection, tid: int, labels: dict[int, tuple[str, str]], users: dict[int, str]
+) -> tuple[AsBuiltConsumption, ...]:
     rows = conn.execute(
         select(t.material_lots.c.code, t.material_lots.c.part_number, t.recorded_values)
         .join(t.recorded_values, t.recorded_values.c.id == t.consumption.c.value_id)
@@ -175,12 +201,20 @@ def _material(conn: Connection, tid: int, labels: dict[int, tuple[str, str]], us
         .order_by(t.consumption.c.id)
     ).all()
     return tuple(
-        AsBuiltConsumption(lot=r.code, part_number=r.part_number, step=labels[r.item_id][0], recorded_by=users[r.user_id], server_time=r.server_time)
+        AsBuiltConsumption(
+            lot=r.code,
+            part_number=r.part_number,
+            step=labels[r.item_id][0],
+            recorded_by=users[r.user_id],
+            server_time=r.server_time,
+        )
         for r in rows
     )
 
 
-def _tools(conn: Connection, tid: int, labels: dict[int, tuple[str, str]], users: dict[int, str]) -> tuple[AsBuiltToolUse, ...]:
+def _tools(
+    conn: Connection, tid: int, labels: dict[int, tuple[str, str]], users: dict[int, str]
+) -> tuple[AsBuiltToolUse, ...]:
     rows = conn.execute(
         select(t.tools.c.code, t.tools.c.calibration_due, t.recorded_values)
         .join(t.recorded_values, t.recorded_values.c.id == t.tool_uses.c.value_id)
@@ -189,6 +223,12 @@ def _tools(conn: Connection, tid: int, labels: dict[int, tuple[str, str]], users
         .order_by(t.tool_uses.c.id)
     ).all()
     return tuple(
-        AsBuiltToolUse(tool=r.code, calibration_due=r.calibration_due, step=labels[r.item_id][0], recorded_by=users[r.user_id], server_time=r.server_time)
+        AsBuiltToolUse(
+            tool=r.code,
+            calibration_due=r.calibration_due,
+            step=labels[r.item_id][0],
+            recorded_by=users[r.user_id],
+            server_time=r.server_time,
+        )
         for r in rows
     )

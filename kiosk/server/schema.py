@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+from typing import Any
+
 from sqlalchemy import (
     Boolean,
     Column,
@@ -17,6 +20,8 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
 )
+from sqlalchemy.engine import Dialect
+from sqlalchemy.types import TypeDecorator
 
 # Bump when a table changes; a binary refuses a database whose version is newer than this.
 SCHEMA_VERSION = 1
@@ -28,8 +33,33 @@ def _id() -> Column[int]:
     return Column("id", Integer, primary_key=True, autoincrement=True)
 
 
-def _at(name: str, nullable: bool = False) -> Column[object]:
-    return Column(name, DateTime(timezone=True), nullable=nullable)
+class UtcDateTime(TypeDecorator[datetime]):
+    """A moment in time, written and read back as aware UTC on every database.
+
+    SQLite has no zoned type: SQLAlchemy writes the wall-clock digits and drops the offset, so a
+    station time of 08:00-05:00 would come back as a naive 08:00 (five hours off, and no longer
+    matching the audit hash made from it). Converting to UTC on the way in and tagging UTC on the
+    way out gives the same instant on SQLite and PostgreSQL. A naive value is taken as UTC.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        return None if value is None else _as_utc(value)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        return None if value is None else _as_utc(value)
+
+
+def _as_utc(moment: datetime) -> datetime:
+    if moment.tzinfo is None:
+        return moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC)
+
+
+def _at(name: str, nullable: bool = False) -> Column[datetime]:
+    return Column(name, UtcDateTime(), nullable=nullable)
 
 
 meta = Table(

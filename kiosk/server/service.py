@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import Connection, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
+from kiosk import rules
 from kiosk.rules import Refusal
 from kiosk.server import audit, domain, views
 from kiosk.server import schema as t
@@ -32,14 +33,15 @@ from kiosk.wire import (
     UnlockUser,
     WireModel,
 )
-from kiosk import rules
 
 MAX_PIN_FAILURES = 5
 ENROLLMENT_CODE_LIFETIME = timedelta(hours=24)
 
 
 class Unauthorized(Refusal):
-    def __init__(self, detail: str = "Station not enrolled: present a valid station token.") -> None:
+    def __init__(
+        self, detail: str = "Station not enrolled: present a valid station token."
+    ) -> None:
         super().__init__("station_not_enrolled", detail, 401)
 
 
@@ -101,17 +103,30 @@ class ExecutionService:
                     expires_at=self.clock() + ENROLLMENT_CODE_LIFETIME,
                 )
             )
-            audit.append(conn, action="add_station", entity=f"station:{name}", actor=None, station=None, new={"work_center": work_center})
+            audit.append(
+                conn,
+                action="add_station",
+                entity=f"station:{name}",
+                actor=None,
+                station=None,
+                new={"work_center": work_center},
+            )
         return code
 
     def _station_id(self, conn: Connection, name: str, work_center: str) -> int:
         existing = conn.execute(select(t.stations.c.id).where(t.stations.c.name == name)).scalar()
         if existing is not None:
-            conn.execute(update(t.stations).where(t.stations.c.id == existing).values(work_center=work_center, revoked=False))
+            conn.execute(
+                update(t.stations)
+                .where(t.stations.c.id == existing)
+                .values(work_center=work_center, revoked=False)
+            )
             return int(existing)
         return int(
             conn.execute(
-                insert(t.stations).values(name=name, work_center=work_center).returning(t.stations.c.id)
+                insert(t.stations)
+                .values(name=name, work_center=work_center)
+                .returning(t.stations.c.id)
             ).scalar_one()
         )
 
@@ -119,17 +134,33 @@ class ExecutionService:
         token = new_token()
         with self.store.begin() as conn:
             row = conn.execute(
-                select(t.enrollment_codes).where(t.enrollment_codes.c.code_sha256 == token_digest(code.strip().upper()))
+                select(t.enrollment_codes).where(
+                    t.enrollment_codes.c.code_sha256 == token_digest(code.strip().upper())
+                )
             ).one_or_none()
             if row is None:
                 raise Refusal("enrollment_code_unknown", "That enrollment code is not valid.", 401)
             if row.used_at is not None:
                 raise Refusal("enrollment_code_used", "That enrollment code was already used.", 401)
             if audit.micros(row.expires_at) < audit.micros(self.clock()):  # type: ignore[operator]
-                raise Refusal("enrollment_code_expired", "That enrollment code has expired; ask for a new one.", 401)
-            conn.execute(update(t.enrollment_codes).where(t.enrollment_codes.c.code_sha256 == row.code_sha256).values(used_at=self.clock()))
-            conn.execute(update(t.stations).where(t.stations.c.id == row.station_id).values(token_sha256=token_digest(token), revoked=False))
-            name = conn.execute(select(t.stations.c.name).where(t.stations.c.id == row.station_id)).scalar_one()
+                raise Refusal(
+                    "enrollment_code_expired",
+                    "That enrollment code has expired; ask for a new one.",
+                    401,
+                )
+            conn.execute(
+                update(t.enrollment_codes)
+                .where(t.enrollment_codes.c.code_sha256 == row.code_sha256)
+                .values(used_at=self.clock())
+            )
+            conn.execute(
+                update(t.stations)
+                .where(t.stations.c.id == row.station_id)
+                .values(token_sha256=token_digest(token), revoked=False)
+            )
+            name = conn.execute(
+                select(t.stations.c.name).where(t.stations.c.id == row.station_id)
+            ).scalar_one()
             audit.append(conn, action="enroll", entity=f"station:{name}", actor=None, station=name)
         station = self.authenticate(token)
         return Enrollment(station=self.station_info(station), token=token)
@@ -140,8 +171,14 @@ class ExecutionService:
 
     def revoke_station(self, name: str) -> None:
         with self.store.begin() as conn:
-            conn.execute(update(t.stations).where(t.stations.c.name == name).values(revoked=True, token_sha256=None))
-            audit.append(conn, action="revoke_station", entity=f"station:{name}", actor=None, station=None)
+            conn.execute(
+                update(t.stations)
+                .where(t.stations.c.name == name)
+                .values(revoked=True, token_sha256=None)
+            )
+            audit.append(
+                conn, action="revoke_station", entity=f"station:{name}", actor=None, station=None
+            )
 
     # --- people -----------------------------------------------------------------------------------
 
@@ -149,17 +186,35 @@ class ExecutionService:
         with self.store.begin() as conn:
             row = self._badge_row(conn, badge)
             if row.locked:
-                raise Refusal("person_locked", f"{row.name} is locked after wrong PINs; a supervisor must unlock.", 403)
+                raise Refusal(
+                    "person_locked",
+                    f"{row.name} is locked after wrong PINs; a supervisor must unlock.",
+                    403,
+                )
             centers = row.work_centers.split(",")
             if "*" not in centers and station.work_center not in centers:
-                raise Refusal("not_qualified", f"{row.name} is not qualified for work center {station.work_center}.", 403)
-            audit.append(conn, action="badge_in", entity=f"user:{row.id}", actor=row.name, station=station.name)
+                raise Refusal(
+                    "not_qualified",
+                    f"{row.name} is not qualified for work center {station.work_center}.",
+                    403,
+                )
+            audit.append(
+                conn,
+                action="badge_in",
+                entity=f"user:{row.id}",
+                actor=row.name,
+                station=station.name,
+            )
             return views.person_from_row(row)
 
     def _badge_row(self, conn: Connection, badge: str) -> Any:
-        row = conn.execute(select(t.users).where(t.users.c.badge_hmac == self.secret.badge_hash(badge))).one_or_none()
+        row = conn.execute(
+            select(t.users).where(t.users.c.badge_hmac == self.secret.badge_hash(badge))
+        ).one_or_none()
         if row is None or not row.active:
-            raise Refusal("badge_unknown", "Badge not recognised. Ask a supervisor to register it.", 403)
+            raise Refusal(
+                "badge_unknown", "Badge not recognised. Ask a supervisor to register it.", 403
+            )
         return row
 
     def verify_credentials(self, station: domain.StationRef, creds: Credentials) -> Person:
@@ -168,21 +223,55 @@ class ExecutionService:
         with self.store.begin() as conn:
             row = self._badge_row(conn, creds.badge)
             if row.locked:
-                raise Refusal("person_locked", f"{row.name} is locked after wrong PINs; a supervisor must unlock.", 403)
+                raise Refusal(
+                    "person_locked",
+                    f"{row.name} is locked after wrong PINs; a supervisor must unlock.",
+                    403,
+                )
             if pin_matches(row.pin_hash, creds.pin):
                 if row.failed_pins:
-                    conn.execute(update(t.users).where(t.users.c.id == row.id).values(failed_pins=0))
+                    conn.execute(
+                        update(t.users).where(t.users.c.id == row.id).values(failed_pins=0)
+                    )
                 return views.person_from_row(row)
             failures = row.failed_pins + 1
             locked = failures >= MAX_PIN_FAILURES
-            conn.execute(update(t.users).where(t.users.c.id == row.id).values(failed_pins=failures, locked=locked))
-            audit.append(conn, action="pin_wrong", entity=f"user:{row.id}", actor=row.name, station=station.name, old=row.failed_pins, new=failures)
+            conn.execute(
+                update(t.users)
+                .where(t.users.c.id == row.id)
+                .values(failed_pins=failures, locked=locked)
+            )
+            audit.append(
+                conn,
+                action="pin_wrong",
+                entity=f"user:{row.id}",
+                actor=row.name,
+                station=station.name,
+                old=row.failed_pins,
+                new=failures,
+            )
             if locked:
-                audit.append(conn, action="lock_user", entity=f"user:{row.id}", actor=None, station=station.name, old=False, new=True)
-                refusal = Refusal("person_locked", f"Wrong PIN. {row.name} is now locked; a supervisor must unlock.", 403)
+                audit.append(
+                    conn,
+                    action="lock_user",
+                    entity=f"user:{row.id}",
+                    actor=None,
+                    station=station.name,
+                    old=False,
+                    new=True,
+                )
+                refusal = Refusal(
+                    "person_locked",
+                    f"Wrong PIN. {row.name} is now locked; a supervisor must unlock.",
+                    403,
+                )
             else:
                 left = MAX_PIN_FAILURES - failures
-                refusal = Refusal("pin_wrong", f"Wrong PIN. {left} {'try' if left == 1 else 'tries'} left before lock-out.", 403)
+                refusal = Refusal(
+                    "pin_wrong",
+                    f"Wrong PIN. {left} {'try' if left == 1 else 'tries'} left before lock-out.",
+                    403,
+                )
         raise refusal
 
     def unlock(self, station: domain.StationRef, key: str, request: UnlockUser) -> tuple[int, str]:
@@ -192,8 +281,18 @@ class ExecutionService:
             row = conn.execute(select(t.users).where(t.users.c.id == request.user_id)).one_or_none()
             if row is None:
                 raise views.NotFound(f"Person {request.user_id}")
-            conn.execute(update(t.users).where(t.users.c.id == row.id).values(locked=False, failed_pins=0))
-            audit.append(conn, action="unlock_user", entity=f"user:{row.id}", actor=signer.name, station=station.name, old=True, new=False)
+            conn.execute(
+                update(t.users).where(t.users.c.id == row.id).values(locked=False, failed_pins=0)
+            )
+            audit.append(
+                conn,
+                action="unlock_user",
+                entity=f"user:{row.id}",
+                actor=signer.name,
+                station=station.name,
+                old=True,
+                new=False,
+            )
             return views.person_from_row(row)
 
         return self._idempotent(station, key, request, request.credentials, run)
@@ -265,16 +364,35 @@ class ExecutionService:
 
     def _stored_response(self, key: str, fingerprint: str) -> tuple[int, str] | None:
         with self.store.begin() as conn:
-            row = conn.execute(select(t.idempotency).where(t.idempotency.c.key == key)).one_or_none()
+            row = conn.execute(
+                select(t.idempotency).where(t.idempotency.c.key == key)
+            ).one_or_none()
         if row is None:
             return None
         if row.payload_sha256 != fingerprint:
-            raise Refusal("idempotency_key_reused", "This Idempotency-Key was already used for a different request.", 422)
+            raise Refusal(
+                "idempotency_key_reused",
+                "This Idempotency-Key was already used for a different request.",
+                422,
+            )
         return int(row.status), str(row.response)
 
-    def _remember(self, conn: Connection, station: domain.StationRef, key: str, fingerprint: str, status: int, body: str) -> None:
+    def _remember(
+        self,
+        conn: Connection,
+        station: domain.StationRef,
+        key: str,
+        fingerprint: str,
+        status: int,
+        body: str,
+    ) -> None:
         conn.execute(
             insert(t.idempotency).values(
-                key=key, station_id=station.id, payload_sha256=fingerprint, status=status, response=body, created_at=self.clock()
+                key=key,
+                station_id=station.id,
+                payload_sha256=fingerprint,
+                status=status,
+                response=body,
+                created_at=self.clock(),
             )
         )

@@ -94,10 +94,12 @@ class Store:
                 if not create:
                     raise StoreError("The database has no kiosk schema; run `kiosk serve` once.")
                 schema.metadata.create_all(conn)
-                conn.execute(schema.meta.insert().values(key="schema_version", value=str(schema.SCHEMA_VERSION)))
                 conn.execute(
-                    schema.audit_head.insert().values(id=1, seq=0, hash=bytes(32))
+                    schema.meta.insert().values(
+                        key="schema_version", value=str(schema.SCHEMA_VERSION)
+                    )
                 )
+                conn.execute(schema.audit_head.insert().values(id=1, seq=0, hash=bytes(32)))
                 return
         if version > schema.SCHEMA_VERSION:
             raise SchemaTooNew(

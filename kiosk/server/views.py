@@ -87,7 +87,9 @@ def load_traveler(conn: Connection, number: str) -> Traveler:
     wo = conn.execute(select(t.work_orders).where(t.work_orders.c.id == trav.work_order_id)).one()
     users, stations = user_names(conn), station_names(conn)
     ops = conn.execute(
-        select(t.operations).where(t.operations.c.traveler_id == trav.id).order_by(t.operations.c.id)
+        select(t.operations)
+        .where(t.operations.c.traveler_id == trav.id)
+        .order_by(t.operations.c.id)
     ).all()
     ncr_list = _ncrs(conn, trav.id, users)
     steps = _steps(conn, trav.id, {o.id: o for o in ops}, users, stations, ncr_list)
@@ -132,7 +134,9 @@ def _steps(
     ).all()
     step_ids = [s.id for s in step_rows]
     item_rows = conn.execute(
-        select(t.data_items).where(t.data_items.c.step_id.in_(step_ids)).order_by(t.data_items.c.seq)
+        select(t.data_items)
+        .where(t.data_items.c.step_id.in_(step_ids))
+        .order_by(t.data_items.c.seq)
     ).all()
     latest = _latest_values(conn, [i.id for i in item_rows], users, stations)
     ncr_by_item = {item_id: ncr.number for ncr, item_id in ncr_list if item_id is not None}
@@ -198,7 +202,9 @@ def _signatures(
     return found
 
 
-def _ncrs(conn: Connection, traveler_id: int, users: dict[int, str]) -> list[tuple[Ncr, int | None]]:
+def _ncrs(
+    conn: Connection, traveler_id: int, users: dict[int, str]
+) -> list[tuple[Ncr, int | None]]:
     step_numbers = {
         r.id: r.number
         for r in conn.execute(

@@ -1,0 +1,277 @@
+"""KioskApp: the station. Screen stack, who is signed in, idle lock, scan routing, lockdown."""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Callable
+from datetime import datetime
+from typing import ClassVar
+
+from textual import events, work
+from textual.app import App
+from textual.binding import Binding, BindingType
+from textual.reactive import reactive
+from textual.timer import Timer
+
+from kiosk import rules, themes
+from kiosk.client import BackendError, ExecutionClient
+from kiosk.config import StationSettings
+from kiosk.screens.badge import BadgeScreen
+from kiosk.screens.queue import QueueScreen
+from kiosk.screens.sign_off import SignOffScreen
+from kiosk.screens.traveler import TravelerScreen
+from kiosk.widgets.status_bar import StatusBar
+from kiosk.wire import Credentials, Person, StationInfo, Step, Traveler
+
+HEALTH_INTERVAL = 5.0
+
+
+class KioskApp(App[int], inherit_bindings=False):
+    """Operators cannot quit, suspend or open a palette: only an admin badge unlocks the exit."""
+
+    CSS_PATH = themes.STYLESHEET
+    ENABLE_COMMAND_PALETTE = False
+    TITLE = "Station kiosk"
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("f12", "admin_exit", "Exit (admin)", show=False),
+    ]
+
+    person: reactive[Person | None] = reactive(None, init=False)
+    """Who is signed in at this station; None on the badge screen."""
+    online: reactive[bool | None] = reactive(None, init=False)
+    """Whether the backend answered its last health check."""
+
+    def __init__(
+        self,
+        settings: StationSettings,
+        server_url: str,
+        token: str | None,
+        *,
+        clock: Callable[[], datetime] | None = None,
+    ) -> None:
+        super().__init__()
+        self.settings = settings
+        self.client = ExecutionClient(server_url, token, timeout=settings.request_timeout)
+        self.info: StationInfo | None = None
+        self.clock = clock or (lambda: datetime.now().astimezone())
+        self._idle: Timer | None = None
+        self._drafts: dict[tuple[int, int], str] = {}
+        self._revisions: dict[tuple[str, int], str] = {}
+        for theme in themes.THEMES.values():
+            self.register_theme(theme)
+        self.theme = themes.DEFAULT_THEME
+
+    @property
+    def work_center(self) -> str:
+        return self.info.work_center if self.info else self.settings.work_center
+
+    # --- start and stop ---------------------------------------------------------------------------
+
+    async def on_mount(self) -> None:
+        loop = __import__("asyncio").get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGHUP):
+            # Textual handles neither: without this a `systemctl stop` or a dropped SSH session
+            # would kill the station without restoring the terminal.
+            loop.add_signal_handler(sig, self.exit)
+        await self.push_screen(BadgeScreen(allow_typed=True))
+        self.set_interval(1.0, self._tick)
+        self.set_interval(HEALTH_INTERVAL, self.check_health)
+        self.load_station()
+
+    async def on_unmount(self) -> None:
+        await self.client.aclose()
+
+    @work(exclusive=True, group="station")
+    async def load_station(self) -> None:
+        try:
+            self.info = await self.client.station()
+        except BackendError as exc:
+            self.online = False
+            self._say(exc.detail, "error")
+            return
+        self.online = True
+        self.theme = themes.resolve(self.info.theme)
+        self.refresh_status()
+
+    @work(exclusive=True, group="health")
+    async def check_health(self) -> None:
+        self.online = await self.client.healthy()
+        if self.online and self.info is None:
+            self.load_station()
+
+    # --- status bar -------------------------------------------------------------------------------
+
+    def watch_person(self) -> None:
+        self.refresh_status()
+
+    def watch_online(self) -> None:
+        self.refresh_status()
+
+    def refresh_status(self) -> None:
+        station = self.info.name if self.info else self.settings.station_name
+        who = "nobody signed in"
+        if self.person is not None:
+            who = f"{self.person.name} ({', '.join(r.value for r in self.person.roles)})"
+        for screen in self.screen_stack:
+            for bar in screen.query(StatusBar):
+                bar.station = f"{station} · {self.work_center}"
+                bar.person = who
+                bar.online = self.online
+                bar.config_version = self.info.config_version if self.info else None
+                bar.clock = f"{self.clock():%H:%M}"
+
+    def _tick(self) -> None:
+        for bar in self.screen.query(StatusBar):
+            bar.clock = f"{self.clock():%H:%M}"
+
+    def _say(self, text: str, severity: str = "info") -> None:
+        say = getattr(self.screen, "say", None)
+        if callable(say):
+            say(text, severity)
+
+    # --- people -----------------------------------------------------------------------------------
+
+    @work(exclusive=True, group="badge")
+    async def badge_in(self, badge: str) -> None:
+        """A badge anywhere: the same person continues; a new person replaces the previous one."""
+        try:
+            person = await self.client.login(badge)
+        except BackendError as exc:
+            self._say(exc.detail, "error")
+            return
+        same = self.person is not None and self.person.id == person.id
+        if same and isinstance(self.screen, BadgeScreen) and len(self.screen_stack) > 2:
+            self.pop_screen()  # unlock: back to exactly where this person left off
+        else:
+            await self._reset_to_badge_screen()
+            self.person = person
+            await self.push_screen(QueueScreen())
+        self.start_idle_timer()
+        self._say(f"Signed in: {person.name}.", "ok")
+
+    async def _reset_to_badge_screen(self) -> None:
+        for screen in self.screen_stack[2:]:
+            if isinstance(screen, TravelerScreen):
+                screen.save_drafts()
+        while len(self.screen_stack) > 2:
+            await self.pop_screen()
+
+    async def action_sign_out(self) -> None:
+        await self._reset_to_badge_screen()
+        self.person = None
+        if self._idle is not None:
+            self._idle.stop()
+        self._say("Signed out.", "ok")
+
+    # --- idle lock --------------------------------------------------------------------------------
+
+    @property
+    def idle_seconds(self) -> float:
+        return float(self.info.idle_lock_seconds if self.info else 180)
+
+    def start_idle_timer(self) -> None:
+        if self._idle is not None:
+            self._idle.stop()
+        self._idle = self.set_timer(self.idle_seconds, self.lock_station)
+
+    def lock_station(self) -> None:
+        """Idle too long: cover everything with the badge screen; unsaved entries stay put."""
+        if self.person is None or isinstance(self.screen, BadgeScreen):
+            return
+        for screen in self.screen_stack:
+            if isinstance(screen, TravelerScreen):
+                screen.save_drafts()
+        allow = self.info.allow_typed_badge if self.info else True
+        self.push_screen(BadgeScreen(locked_for=self.person.name, allow_typed=allow))
+
+    async def on_event(self, event: events.Event) -> None:
+        if (
+            isinstance(event, events.Key | events.MouseDown | events.Paste)
+            and self._idle is not None
+        ):
+            self._idle.reset()
+        await super().on_event(event)
+
+    # --- travelers --------------------------------------------------------------------------------
+
+    @work(exclusive=True, group="open")
+    async def open_traveler(self, number: str) -> None:
+        if self.person is None:
+            self._say("Scan your badge first.", "warning")
+            return
+        try:
+            traveler = await self.client.traveler(number)
+        except BackendError as exc:
+            self._say(exc.detail, "error")
+            return
+        while isinstance(self.screen, TravelerScreen):
+            await self.pop_screen()
+        await self.push_screen(TravelerScreen(traveler))
+
+    def drafts_for(self, step: Step) -> dict[int, str]:
+        if self.person is None:
+            return {}
+        return {
+            i.id: self._drafts[(self.person.id, i.id)]
+            for i in step.items
+            if (self.person.id, i.id) in self._drafts
+        }
+
+    def keep_drafts(self, step: Step, values: dict[int, str]) -> None:
+        if self.person is None:
+            return
+        for item in step.items:
+            key = (self.person.id, item.id)
+            if item.id in values:
+                self._drafts[key] = values[item.id]
+            else:
+                self._drafts.pop(key, None)
+
+    def forget_draft(self, item_id: int) -> None:
+        if self.person is not None:
+            self._drafts.pop((self.person.id, item_id), None)
+
+    def note_revisions(self, traveler: Traveler, *, acknowledge: bool) -> None:
+        """Tell the operator when a step's instructions changed revision since they saw it."""
+        changed = []
+        for step in traveler.steps:
+            key = (traveler.number, step.id)
+            seen = self._revisions.get(key)
+            if seen is not None and seen != step.revision:
+                changed.append(f"step {step.number}: rev {seen} → rev {step.revision}")
+            self._revisions[key] = step.revision
+        if changed and not acknowledge:
+            from kiosk.screens.prompt import ChoiceScreen
+
+            self.push_screen(
+                ChoiceScreen(
+                    "Instructions changed",
+                    "Read the new instructions before you continue:\n" + "\n".join(changed),
+                    [("ack", "I have read the new revision")],
+                ),
+                lambda _choice: self._say("New revision acknowledged.", "ok"),
+            )
+
+    # --- lockdown ---------------------------------------------------------------------------------
+
+    def action_admin_exit(self) -> None:
+        def verified(creds: Credentials | None) -> None:
+            if creds is not None:
+                self._admin_exit(creds)
+
+        self.push_screen(
+            SignOffScreen("Exit the station (admin)", "Closes the station app.", "approved"),
+            verified,
+        )
+
+    @work(exclusive=True, group="exit")
+    async def _admin_exit(self, creds: Credentials) -> None:
+        try:
+            person = await self.client.verify(creds)
+        except BackendError as exc:
+            self._say(exc.detail, "error")
+            return
+        if not rules.has_role(person, rules.ADMIN_ROLES):
+            self._say(f"{person.name} is not an admin; the station stays open.", "error")
+            return
+        self.exit(0)

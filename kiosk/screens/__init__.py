@@ -1,0 +1,1 @@
+"""Station screens, one per module. Screens reach the backend only through `kiosk.client`."""

@@ -1,0 +1,91 @@
+"""The sign-off prompt: shows what is being signed and its meaning, then asks for badge + PIN.
+
+Both identification components are asked at every signing (21 CFR 11.200); nothing is remembered
+between signatures.
+"""
+
+from __future__ import annotations
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical
+from textual.screen import ModalScreen
+from textual.widgets import Input, Static
+
+from kiosk.wire import Credentials
+
+
+class SignOffScreen(ModalScreen[Credentials | None]):
+    """Returns the credentials given, or None when cancelled with Esc."""
+
+    BINDINGS = [Binding("escape", "cancel", "Cancel")]
+
+    DEFAULT_CSS = """
+    SignOffScreen {
+        align: center middle;
+        & > Vertical {
+            width: 70; max-width: 100%; height: auto; max-height: 100%;
+            border: double $accent; background: $surface; padding: 0 1;
+        }
+        & .heading { text-style: bold; color: $accent; }
+        & .meaning { text-style: bold; margin: 1 0; }
+        & Input { margin: 0 0 1 0; }
+        & .error { color: $error; text-style: bold; }
+    }
+    """
+
+    def __init__(self, heading: str, summary: str, meaning: str) -> None:
+        super().__init__()
+        self.heading = heading
+        self.summary = summary
+        self.meaning = meaning
+
+    def compose(self) -> ComposeResult:
+        with Vertical():
+            yield Static(f"✍ {self.heading}", classes="heading")
+            yield Static(self.summary)
+            yield Static(
+                f"By signing you declare this {self.meaning.upper()}. Scan or type your badge, "
+                "then your PIN.",
+                classes="meaning",
+            )
+            yield Static("Badge")
+            yield Input(password=True, id="badge", placeholder="scan badge")
+            yield Static("PIN")
+            yield Input(
+                password=True, id="pin", placeholder="PIN", restrict=r"[0-9]*", max_length=12
+            )
+            yield Static("", classes="error", id="error")
+
+    def on_mount(self) -> None:
+        for field in self.query(Input):
+            field.cursor_blink = False
+        self.query_one("#badge", Input).focus()
+
+    def fill_badge(self, badge: str) -> None:
+        """A badge scanned while the prompt is open lands here, then the PIN is asked."""
+        self.query_one("#badge", Input).value = badge
+        self.query_one("#pin", Input).focus()
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        event.stop()
+        badge = self.query_one("#badge", Input).value.strip()
+        pin = self.query_one("#pin", Input).value.strip()
+        if event.input.id == "badge" and badge:
+            self.query_one("#pin", Input).focus()
+            return
+        if not badge:
+            self._error("Scan or type your badge first.")
+            self.query_one("#badge", Input).focus()
+            return
+        if not pin:
+            self._error("Enter your PIN.")
+            self.query_one("#pin", Input).focus()
+            return
+        self.dismiss(Credentials(badge=badge, pin=pin))
+
+    def _error(self, text: str) -> None:
+        self.query_one("#error", Static).update(f"✘ {text}")
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)

@@ -1,0 +1,1 @@
+"""Reusable station widgets, one per module."""

@@ -1,0 +1,123 @@
+"""Entry for one data item of a step: label with limits, the value, and the verdict as typed."""
+
+from __future__ import annotations
+
+from textual.app import ComposeResult
+from textual.containers import Horizontal, Vertical
+from textual.message import Message
+from textual.widgets import Input, Static
+
+from kiosk import rules
+from kiosk.wire import DataItem, ItemKind
+
+HINTS: dict[ItemKind, str] = {
+    ItemKind.MEASUREMENT: "number",
+    ItemKind.PASS_FAIL: "pass / fail",
+    ItemKind.TEXT: "text",
+    ItemKind.TOOL: "scan tool",
+    ItemKind.MATERIAL: "scan lot",
+    ItemKind.ACKNOWLEDGEMENT: "type ack",
+}
+
+
+def describe(item: DataItem) -> str:
+    if item.kind is ItemKind.MEASUREMENT and item.lower is not None and item.upper is not None:
+        return f"{item.label} [{rules.limits_text(item)}]"
+    return item.label
+
+
+def verdict_for(item: DataItem, raw: str) -> tuple[str, str]:
+    """(text, css class) for what is typed, judged by the same rule the server applies."""
+    if not raw.strip():
+        return "", ""
+    try:
+        _value, passed = rules.evaluate(item, raw)
+    except rules.Refusal as refusal:
+        return f"✘ {refusal.detail.split(': ', 1)[-1]}", "-bad"
+    if passed is None:
+        return "", ""
+    if item.kind is ItemKind.MEASUREMENT:
+        return ("✔ in tolerance", "-good") if passed else ("✘ OUT OF TOLERANCE", "-bad")
+    return ("✔ pass", "-good") if passed else ("✘ fail", "-bad")
+
+
+def recorded_text(item: DataItem) -> str:
+    latest = item.latest
+    if latest is None:
+        return "not recorded"
+    mark = {True: "✔", False: "✘", None: "•"}[latest.passed]
+    ncr = f" {item.ncr_number}" if item.ncr_number else ""
+    return f"{mark} {latest.value} {item.unit or ''}· {latest.recorded_by}{ncr}".replace("  ", " ")
+
+
+class DataItemEntry(Vertical):
+    """Two lines: what to record (with limits); then the input, the live verdict, the last value."""
+
+    DEFAULT_CSS = """
+    DataItemEntry {
+        height: auto;
+        & > .label { padding: 0 1; text-style: bold; }
+        & > Horizontal { height: 1; }
+        & Input { width: 16; margin: 0 1; }
+        & .verdict { width: 22; }
+        & .verdict.-good { color: $success; }
+        & .verdict.-bad { color: $error; text-style: bold; }
+        & .recorded { width: 1fr; color: $foreground 70%; }
+    }
+    """
+
+    class Submitted(Message):
+        """A value was entered for the item (handled as `on_data_item_entry_submitted`)."""
+
+        def __init__(self, entry: DataItemEntry, item: DataItem, value: str) -> None:
+            super().__init__()
+            self.entry = entry
+            self.item = item
+            self.value = value
+
+        @property
+        def control(self) -> DataItemEntry:
+            return self.entry
+
+    def __init__(self, item: DataItem, draft: str = "", *, disabled: bool = False) -> None:
+        super().__init__(id=f"item-{item.id}", disabled=disabled)
+        self.item = item
+        self._draft = draft
+
+    def compose(self) -> ComposeResult:
+        yield Static(describe(self.item), classes="label")
+        entry = Input(self._draft, placeholder=HINTS[self.item.kind], id=f"value-{self.item.id}")
+        entry.cursor_blink = False
+        with Horizontal():
+            yield entry
+            yield Static("", classes="verdict")
+            yield Static(recorded_text(self.item), classes="recorded")
+
+    @property
+    def value(self) -> str:
+        return self.query_one(Input).value
+
+    def fill(self, value: str) -> None:
+        self.query_one(Input).value = value
+
+    def on_mount(self) -> None:
+        self._judge(self._draft)
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        event.stop()
+        self._judge(event.value)
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        event.stop()
+        if event.value.strip():
+            self.post_message(self.Submitted(self, self.item, event.value))
+
+    def _judge(self, raw: str) -> None:
+        text, css = verdict_for(self.item, raw)
+        verdict = self.query_one(".verdict", Static)
+        verdict.update(text)
+        verdict.set_class(css == "-good", "-good")
+        verdict.set_class(css == "-bad", "-bad")
+
+    def clear(self) -> None:
+        self.query_one(Input).value = ""

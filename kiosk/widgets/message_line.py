@@ -1,0 +1,31 @@
+"""The message line: the last thing the station has to say, in words and a symbol, never colour alone."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from textual.widgets import Static
+
+Severity = Literal["ok", "info", "warning", "error"]
+SYMBOLS: dict[Severity, str] = {"ok": "✔", "info": "ℹ", "warning": "!", "error": "✘"}
+
+
+class MessageLine(Static):
+    DEFAULT_CSS = """
+    MessageLine {
+        height: auto;
+        max-height: 3;
+        padding: 0 1;
+        &.-ok { color: $success; }
+        &.-warning { color: $warning; text-style: bold; }
+        &.-error { color: $error; text-style: bold; }
+    }
+    """
+
+    def say(self, text: str, severity: Severity = "info") -> None:
+        for name in SYMBOLS:
+            self.set_class(name == severity, f"-{name}")
+        self.update(f"{SYMBOLS[severity]} {text}" if text else "")
+
+    def clear(self) -> None:
+        self.say("")
