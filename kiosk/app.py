@@ -16,10 +16,12 @@ from textual.timer import Timer
 from kiosk import rules, themes
 from kiosk.client import BackendError, ExecutionClient
 from kiosk.config import StationSettings
+from kiosk.scanning import DEFAULT_RULES, ScanRules
 from kiosk.screens.badge import BadgeScreen
 from kiosk.screens.queue import QueueScreen
 from kiosk.screens.sign_off import SignOffScreen
 from kiosk.screens.traveler import TravelerScreen
+from kiosk.wedge import WedgeInput
 from kiosk.widgets.status_bar import StatusBar
 from kiosk.wire import Credentials, Person, StationInfo, Step, Traveler
 
@@ -55,6 +57,9 @@ class KioskApp(App[int], inherit_bindings=False):
         self.info: StationInfo | None = None
         self.clock = clock or (lambda: datetime.now().astimezone())
         self._idle: Timer | None = None
+        self.wedge = WedgeInput()
+        self.scan_rules: ScanRules = DEFAULT_RULES
+        self._wedge_timer: Timer | None = None
         self._drafts: dict[tuple[int, int], str] = {}
         self._revisions: dict[tuple[str, int], str] = {}
         for theme in themes.THEMES.values():

@@ -30,16 +30,27 @@ from kiosk.server.store import normalize_url
 PG_URL = os.environ.get("KIOSK_TEST_DATABASE_URL")
 
 # Keep a developer's own settings and terminal quirks out of every test.
-for name in ("KIOSK_SERVER_URL", "KIOSK_CONFIG_FILE", "KIOSK_DATABASE_URL", "NO_COLOR", "TEXTUAL_THEME"):
+for name in (
+    "KIOSK_SERVER_URL",
+    "KIOSK_CONFIG_FILE",
+    "KIOSK_DATABASE_URL",
+    "NO_COLOR",
+    "TEXTUAL_THEME",
+):
     os.environ.pop(name, None)
 os.environ["TEXTUAL_ANIMATIONS"] = "none"
 
 
 def _backends() -> list[object]:
-    reason = "PostgreSQL tests need KIOSK_TEST_DATABASE_URL (./dev test sets it when one is running)"
+    reason = (
+        "PostgreSQL tests need KIOSK_TEST_DATABASE_URL (./dev test sets it when one is running)"
+    )
     return [
         "sqlite",
-        pytest.param("postgresql", marks=[pytest.mark.postgres, pytest.mark.skipif(PG_URL is None, reason=reason)]),
+        pytest.param(
+            "postgresql",
+            marks=[pytest.mark.postgres, pytest.mark.skipif(PG_URL is None, reason=reason)],
+        ),
     ]
 
 
@@ -62,7 +73,9 @@ def _admin_engine():  # type: ignore[no-untyped-def]
 
 def _pg_url(database: str) -> str:
     assert PG_URL is not None
-    return make_url(normalize_url(PG_URL)).set(database=database).render_as_string(hide_password=False)
+    return (
+        make_url(normalize_url(PG_URL)).set(database=database).render_as_string(hide_password=False)
+    )
 
 
 @pytest.fixture(scope="session")
@@ -105,7 +118,12 @@ class Plant:
 
 
 @pytest.fixture(params=_backends())
-def plant(request: pytest.FixtureRequest, templates: dict[str, Template], session_dir: Path, tmp_path: Path) -> Iterator[Plant]:
+def plant(
+    request: pytest.FixtureRequest,
+    templates: dict[str, Template],
+    session_dir: Path,
+    tmp_path: Path,
+) -> Iterator[Plant]:
     backend = request.param
     tmpl = _template(backend, templates, session_dir)
     if backend == "sqlite":
@@ -149,7 +167,9 @@ def live_server(service: ExecutionService) -> Iterator[LiveServer]:
     """The real reference server on a loopback port, in a thread of the test process."""
     port = free_port()
     server = uvicorn.Server(
-        uvicorn.Config(create_app(service), host="127.0.0.1", port=port, log_level="warning", lifespan="off")
+        uvicorn.Config(
+            create_app(service), host="127.0.0.1", port=port, log_level="warning", lifespan="off"
+        )
     )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

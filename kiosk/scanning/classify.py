@@ -130,6 +130,7 @@ def classify(raw: str, rules: ScanRules = DEFAULT_RULES) -> ClassifiedScan:
 
 
 def _classify(raw: str, rules: ScanRules) -> ClassifiedScan:
+    """The routing order described in the module docstring."""
     text = raw.rstrip(_TERMINATOR_CHARS).strip(" ")
     symbology, data = split_symbology(text)
     name = symbology.name if symbology else None

@@ -98,6 +98,14 @@ class Scan:
     terminator: str | None
     complete: bool = True
 
+    def __repr__(self) -> str:
+        # A scan may be a badge number: keep all but its last two characters out of logs.
+        shown = "•••" + self.text[-2:] if len(self.text) >= 4 else "•••"
+        return (
+            f"Scan(text={shown!r}, keys=<{len(self.keys)} keys>, "
+            f"terminator={self.terminator!r}, complete={self.complete!r})"
+        )
+
 
 Decision = Release | Scan
 

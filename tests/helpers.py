@@ -1,0 +1,380 @@
+"""Helpers for the execution-backbone tests: the demo people, action builders, state snapshots,
+the real `kiosk` command as a subprocess, and small servers on loopback."""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import uvicorn
+from fastapi import FastAPI
+from sqlalchemy import func, select
+
+from kiosk.client import ExecutionClient
+from kiosk.server import schema as t
+from kiosk.server.domain import StationRef
+from kiosk.server.service import ExecutionService
+from kiosk.wire import (
+    Action,
+    ActionResult,
+    Credentials,
+    DataItem,
+    Meaning,
+    Problem,
+    RecordValue,
+    SignStep,
+    StartStep,
+    Step,
+    Traveler,
+)
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# short name -> (printed name, badge, PIN)
+PEOPLE: dict[str, tuple[str, str, str]] = {
+    "ana": ("Ana Ortiz", "10001", "1111"),
+    "ben": ("Ben Okafor", "10002", "1212"),
+    "olu": ("Olu Field", "10003", "1313"),
+    "ivy": ("Ivy Chen", "20001", "2222"),
+    "sam": ("Sam Patel", "30001", "3333"),
+    "ada": ("Ada Admin", "90001", "9999"),
+}
+BADGES = [badge for _, badge, _ in PEOPLE.values()]
+PINS = [pin for _, _, pin in PEOPLE.values()]
+
+# A good value for every data item of the demo bracket routing (TRV-1001..1003).
+GOOD_VALUES: dict[str, str] = {
+    "Bracket forging lot": "LOT-A100",
+    "Kit complete per pick list": "acknowledged",
+    "Press tool": "TL-0003",
+    "Bushing bore diameter": "12.700",
+    "Torque wrench": "TL-0001",
+    "Fastener torque": "12.5",
+    "Torque stripe applied": "pass",
+    "Visual inspection": "pass",
+    "Mounting face flatness": "0.02",
+    "Inspection notes": "No FOD, stripes intact.",
+    "Marked serial": "SN-7741-0001",
+    "Marking legible": "acknowledged",
+    "Rework done as instructed": "acknowledged",
+    "Bushing bore diameter (re-measure)": "12.701",
+}
+
+
+def name(who: str) -> str:
+    return PEOPLE[who][0]
+
+
+def creds(who: str, pin: str | None = None) -> Credentials:
+    _, badge, good_pin = PEOPLE[who]
+    return Credentials(badge=badge, pin=good_pin if pin is None else pin)
+
+
+def new_key() -> str:
+    return f"test-{uuid.uuid4()}"
+
+
+# --- reading the store directly ------------------------------------------------------------------
+
+
+def person_ids(service: ExecutionService) -> dict[str, int]:
+    with service.store.begin() as conn:
+        by_name = {r.name: int(r.id) for r in conn.execute(select(t.users.c.id, t.users.c.name))}
+    return {who: by_name[printed] for who, (printed, _, _) in PEOPLE.items()}
+
+
+def station_ref(service: ExecutionService, station: str = "DEMO-01") -> StationRef:
+    with service.store.begin() as conn:
+        row = conn.execute(select(t.stations).where(t.stations.c.name == station)).one()
+    return StationRef(int(row.id), row.name, row.work_center)
+
+
+def count(service: ExecutionService, table: Any) -> int:
+    with service.store.begin() as conn:
+        return int(conn.execute(select(func.count()).select_from(table)).scalar_one())
+
+
+def audit_count(service: ExecutionService) -> int:
+    return count(service, t.audit_log)
+
+
+def rows(service: ExecutionService, table: Any) -> list[dict[str, Any]]:
+    with service.store.begin() as conn:
+        return [dict(r) for r in conn.execute(select(table)).mappings()]
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """Everything a refused action must leave untouched."""
+
+    traveler: Traveler
+    audit: int
+    values: int
+    signatures: int
+    holds: int
+    ncrs: int
+    steps: int
+
+
+def snapshot(service: ExecutionService, traveler: str) -> Snapshot:
+    return Snapshot(
+        traveler=service.traveler(traveler),
+        audit=audit_count(service),
+        values=count(service, t.recorded_values),
+        signatures=count(service, t.signatures),
+        holds=count(service, t.holds),
+        ncrs=count(service, t.ncrs),
+        steps=count(service, t.steps),
+    )
+
+
+# --- finding things on a traveler -------------------------------------------------------------------
+
+
+def step_of(trav: Traveler, number: str) -> Step:
+    for step in trav.steps:
+        if step.number == number:
+            return step
+    raise AssertionError(f"{trav.number} has no step {number}: {[s.number for s in trav.steps]}")
+
+
+def item_of(step: Step, label: str) -> DataItem:
+    for item in step.items:
+        if item.label == label:
+            return item
+    raise AssertionError(f"step {step.number} has no item {label!r}")
+
+
+# --- building actions -------------------------------------------------------------------------------
+
+
+class Actions:
+    """Builds wire actions for the demo people against a traveler as it stands."""
+
+    def __init__(self, ids: dict[str, int]) -> None:
+        self.ids = ids
+
+    def start(self, who: str, trav: Traveler, number: str) -> StartStep:
+        return StartStep(
+            actor_id=self.ids[who], traveler=trav.number, step_id=step_of(trav, number).id
+        )
+
+    def record(
+        self, who: str, trav: Traveler, number: str, label: str, value: str, **kw: Any
+    ) -> RecordValue:
+        item = item_of(step_of(trav, number), label)
+        return RecordValue(
+            actor_id=self.ids[who], traveler=trav.number, item_id=item.id, value=value, **kw
+        )
+
+    def sign(
+        self,
+        who: str,
+        trav: Traveler,
+        number: str,
+        meaning: Meaning = Meaning.PERFORMED,
+        *,
+        signer: str | None = None,
+        pin: str | None = None,
+    ) -> SignStep:
+        return SignStep(
+            actor_id=self.ids[who],
+            traveler=trav.number,
+            step_id=step_of(trav, number).id,
+            meaning=meaning,
+            credentials=creds(signer or who, pin),
+        )
+
+
+class Floor(Actions):
+    """A station on the shop floor, over the real HTTP client."""
+
+    def __init__(self, client: ExecutionClient, ids: dict[str, int]) -> None:
+        super().__init__(ids)
+        self.client = client
+
+    async def traveler(self, number: str) -> Traveler:
+        return await self.client.traveler(number)
+
+    async def do(self, action: Action, key: str | None = None) -> ActionResult:
+        return await self.client.perform(action, key=key)
+
+    async def start_step(self, who: str, number: str, step: str) -> ActionResult:
+        return await self.do(self.start(who, await self.traveler(number), step))
+
+    async def record_value(
+        self, who: str, number: str, step: str, label: str, value: str
+    ) -> ActionResult:
+        return await self.do(self.record(who, await self.traveler(number), step, label, value))
+
+    async def sign_step(
+        self,
+        who: str,
+        number: str,
+        step: str,
+        meaning: Meaning = Meaning.PERFORMED,
+        *,
+        signer: str | None = None,
+        pin: str | None = None,
+    ) -> ActionResult:
+        trav = await self.traveler(number)
+        return await self.do(self.sign(who, trav, step, meaning, signer=signer, pin=pin))
+
+    async def work(
+        self,
+        who: str,
+        number: str,
+        step: str,
+        values: dict[str, str] | None = None,
+        *,
+        sign: bool = True,
+    ) -> ActionResult:
+        """Start `step`, record a good value for every item, and sign it as performed."""
+        result = await self.start_step(who, number, step)
+        chosen = {**GOOD_VALUES, **(values or {})}
+        for item in step_of(result.traveler, step).items:
+            result = await self.do(
+                self.record(who, result.traveler, step, item.label, chosen[item.label])
+            )
+        if sign:
+            result = await self.sign_step(who, number, step)
+        return result
+
+
+class ServiceFloor(Actions):
+    """The same moves straight on the ExecutionService, for tests that need no socket."""
+
+    def __init__(self, service: ExecutionService, station: StationRef | None = None) -> None:
+        super().__init__(person_ids(service))
+        self.service = service
+        self.station = station or station_ref(service)
+
+    def do(self, action: Action, key: str | None = None) -> ActionResult:
+        status, body = self.service.perform(self.station, key or new_key(), action)
+        assert status == 200, body
+        return ActionResult.model_validate_json(body)
+
+    def refuse(self, action: Action) -> Problem:
+        status, body = self.service.perform(self.station, new_key(), action)
+        assert status >= 400, body
+        return Problem.model_validate_json(body)
+
+    def work(
+        self, who: str, number: str, step: str, values: dict[str, str] | None = None
+    ) -> ActionResult:
+        result = self.do(self.start(who, self.service.traveler(number), step))
+        chosen = {**GOOD_VALUES, **(values or {})}
+        for item in step_of(result.traveler, step).items:
+            result = self.do(
+                self.record(who, result.traveler, step, item.label, chosen[item.label])
+            )
+        return self.do(self.sign(who, result.traveler, step))
+
+
+# --- secrets must not leak ---------------------------------------------------------------------------
+
+
+def secret_pattern(secret: str) -> re.Pattern[str]:
+    """`secret` as a whole token: not inside a longer run of letters or digits (a hash, a time)."""
+    return re.compile(rf"(?<![0-9A-Za-z]){re.escape(secret)}(?![0-9A-Za-z])")
+
+
+def leaked_secrets(text: str) -> list[str]:
+    return [s for s in BADGES + PINS if secret_pattern(s).search(text)]
+
+
+# --- processes and servers ---------------------------------------------------------------------------
+
+
+def kiosk(*args: str, data_dir: Path, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """Run the real `kiosk` command; its data directory is kept inside the test's tmp dir."""
+    env = {**os.environ, "KIOSK_DATA_DIR": str(data_dir)}
+    return subprocess.run(
+        [sys.executable, "-m", "kiosk", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=ROOT,
+        env=env,
+        check=False,
+    )
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_until_answers(
+    url: str, process: subprocess.Popen[bytes] | None = None, timeout: float = 20
+) -> None:
+    """Bounded wait for a server to answer GET `url` with 200."""
+    deadline = time.monotonic() + timeout
+    last: object = None
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise AssertionError(f"server exited with {process.returncode} before answering {url}")
+        try:
+            if httpx.get(url, timeout=1.0).status_code == 200:
+                return
+        except httpx.HTTPError as exc:
+            last = exc
+        time.sleep(0.1)
+    raise AssertionError(f"{url} did not answer within {timeout} s (last error: {last!r})")
+
+
+@contextmanager
+def server_process(*args: str, data_dir: Path, log: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """`kiosk serve ...` as a child process; terminated (by its pid) on the way out."""
+    env = {**os.environ, "KIOSK_DATA_DIR": str(data_dir)}
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "kiosk", "serve", *args],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=ROOT,
+            env=env,
+        )
+        try:
+            yield proc
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(5)
+
+
+@contextmanager
+def app_in_thread(app: FastAPI, *, log_level: str = "warning") -> Iterator[str]:
+    """The ASGI app under a real uvicorn on a loopback port, in a thread; yields its base URL."""
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level=log_level, lifespan="off")
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("test server did not start")
+        time.sleep(0.01)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
