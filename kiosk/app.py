@@ -16,14 +16,14 @@ from textual.timer import Timer
 from kiosk import rules, themes
 from kiosk.client import BackendError, ExecutionClient
 from kiosk.config import StationSettings
-from kiosk.scanning import DEFAULT_RULES, ScanRules
+from kiosk.scanning import DEFAULT_RULES, Scan, ScanRules, classify
 from kiosk.screens.badge import BadgeScreen
 from kiosk.screens.queue import QueueScreen
 from kiosk.screens.sign_off import SignOffScreen
 from kiosk.screens.traveler import TravelerScreen
-from kiosk.wedge import WedgeInput
+from kiosk.wedge import Outcome, WedgeInput, scanner_settings
 from kiosk.widgets.status_bar import StatusBar
-from kiosk.wire import Credentials, Person, StationInfo, Step, Traveler
+from kiosk.wire import Credentials, ItemKind, Person, StationInfo, Step, Traveler
 
 HEALTH_INTERVAL = 5.0
 
@@ -95,7 +95,8 @@ class KioskApp(App[int], inherit_bindings=False):
             self._say(exc.detail, "error")
             return
         self.online = True
-        self.theme = themes.resolve(self.info.theme)
+        self.theme = themes.resolve(self.info.config.theme)
+        self.wedge = WedgeInput(scanner_settings(self.info.config.scanner))
         self.refresh_status()
 
     @work(exclusive=True, group="health")
@@ -172,7 +173,7 @@ class KioskApp(App[int], inherit_bindings=False):
 
     @property
     def idle_seconds(self) -> float:
-        return float(self.info.idle_lock_seconds if self.info else 180)
+        return float(self.info.config.idle_lock_seconds if self.info else 180)
 
     def start_idle_timer(self) -> None:
         if self._idle is not None:
@@ -186,16 +187,60 @@ class KioskApp(App[int], inherit_bindings=False):
         for screen in self.screen_stack:
             if isinstance(screen, TravelerScreen):
                 screen.save_drafts()
-        allow = self.info.allow_typed_badge if self.info else True
+        allow = self.info.config.allow_typed_badge if self.info else True
         self.push_screen(BadgeScreen(locked_for=self.person.name, allow_typed=allow))
 
     async def on_event(self, event: events.Event) -> None:
-        if (
-            isinstance(event, events.Key | events.MouseDown | events.Paste)
-            and self._idle is not None
-        ):
+        """The one place that sees every key first: idle timer, then scanner detection."""
+        if isinstance(event, events.InputEvent) and self._idle is not None:
             self._idle.reset()
+        if isinstance(event, events.Key) and not event.is_forwarded:
+            await self._settle(self.wedge.feed(event))
+            return
         await super().on_event(event)
+
+    async def _settle(self, outcome: Outcome) -> None:
+        for key in outcome.replay:
+            await super().on_event(key)
+        for scan in outcome.scans:
+            self.route_scan(scan)
+        if self._wedge_timer is not None:
+            self._wedge_timer.stop()
+            self._wedge_timer = None
+        wait = self.wedge.seconds_to_deadline()
+        if wait is not None:
+            self._wedge_timer = self.set_timer(wait, self._wedge_tick)
+
+    async def _wedge_tick(self) -> None:
+        self._wedge_timer = None
+        await self._settle(self.wedge.poll())
+
+    # --- scans ------------------------------------------------------------------------------------
+
+    def route_scan(self, scan: Scan) -> None:
+        """A scan goes where it means something: badge, traveler, tool or lot, else says why not."""
+        if not scan.complete:
+            self._say("Unreadable scan: the reader stopped mid-code. Scan again.", "warning")
+            return
+        found = classify(scan.text, self.scan_rules)
+        if found.kind == "badge":
+            if isinstance(self.screen, SignOffScreen):
+                self.screen.fill_badge(found.value)
+            else:
+                self.badge_in(found.value)
+        elif found.kind == "traveler":
+            self.open_traveler(found.value)
+        elif found.kind in ("tool", "material"):
+            kind = ItemKind.TOOL if found.kind == "tool" else ItemKind.MATERIAL
+            if isinstance(self.screen, TravelerScreen):
+                self.screen.fill_scan(kind, found.value)
+            else:
+                self._say(
+                    f"Scanned {found.kind} {found.value}: open a traveler step first.", "warning"
+                )
+        else:
+            reason = found.reason or f"a {found.kind} label ({found.value}) has no use here"
+            self._say(f"Scan not accepted: {reason}", "warning")
 
     # --- travelers --------------------------------------------------------------------------------
 

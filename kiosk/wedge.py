@@ -15,6 +15,19 @@ from dataclasses import dataclass, field
 from textual import events
 
 from kiosk.scanning import Decision, DetectorSettings, KeyInput, Release, Scan, WedgeDetector
+from kiosk.wire import ScannerConfig
+
+
+def scanner_settings(config: ScannerConfig) -> DetectorSettings:
+    """The station's server-side scanner config as detector settings."""
+    return DetectorSettings(
+        max_gap_ms=config.max_gap_ms,
+        avg_max_ms=config.avg_max_ms,
+        min_len=config.min_len,
+        prefix=config.prefix,
+        suffix=config.suffix,
+        terminators=config.terminators,
+    )
 
 
 def now() -> float:

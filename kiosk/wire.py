@@ -98,14 +98,33 @@ class Credentials(WireModel):
     pin: str = Field(min_length=1, max_length=32, repr=False)
 
 
+class ScannerConfig(WireModel):
+    """Keyboard-wedge timing and framing for the station's readers (see kiosk.scanning)."""
+
+    max_gap_ms: float = Field(default=50.0, gt=0, le=2000)
+    avg_max_ms: float = Field(default=30.0, gt=0, le=1000)
+    min_len: int = Field(default=4, ge=1, le=64)
+    prefix: str = Field(default="", max_length=8)
+    suffix: str = Field(default="", max_length=8)
+    terminators: tuple[str, ...] = ("enter", "tab")
+
+
+class StationConfig(WireModel):
+    """A station's look and behaviour, kept on the server so every station of a plant is alike."""
+
+    theme: str = "kiosk-dark"
+    idle_lock_seconds: int = Field(default=180, ge=15, le=3600)
+    allow_typed_badge: bool = True
+    offline_window_hours: float = Field(default=8.0, gt=0, le=72)
+    scanner: ScannerConfig = ScannerConfig()
+
+
 class StationInfo(WireModel):
     id: int
     name: str
     work_center: str
     config_version: int
-    theme: str
-    idle_lock_seconds: int
-    allow_typed_badge: bool
+    config: StationConfig
 
 
 class Enrollment(WireModel):

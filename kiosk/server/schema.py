@@ -91,9 +91,7 @@ stations = Table(
     Column("work_center", String(40), nullable=False),
     Column("token_sha256", String(64), unique=True),
     Column("revoked", Boolean, nullable=False, default=False),
-    Column("theme", String(40), nullable=False, default="kiosk-dark"),
-    Column("idle_lock_seconds", Integer, nullable=False, default=180),
-    Column("allow_typed_badge", Boolean, nullable=False, default=True),
+    Column("config", Text, nullable=False, default="{}"),  # StationConfig as JSON
     Column("config_version", Integer, nullable=False, default=1),
 )
 

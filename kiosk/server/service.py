@@ -27,6 +27,7 @@ from kiosk.wire import (
     Enrollment,
     Person,
     Problem,
+    StationConfig,
     StationInfo,
     Traveler,
     TravelerSummary,
@@ -86,9 +87,7 @@ class ExecutionService:
             name=row.name,
             work_center=row.work_center,
             config_version=row.config_version,
-            theme=row.theme,
-            idle_lock_seconds=row.idle_lock_seconds,
-            allow_typed_badge=row.allow_typed_badge,
+            config=StationConfig.model_validate_json(row.config),
         )
 
     def add_station(self, name: str, work_center: str) -> str:
