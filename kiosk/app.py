@@ -317,7 +317,7 @@ class KioskApp(App[int], inherit_bindings=False):
     @work(exclusive=True, group="exit")
     async def _admin_exit(self, creds: Credentials) -> None:
         try:
-            person = await self.client.verify(creds)
+            person = (await self.client.verify(creds)).person
         except BackendError as exc:
             self._say(exc.detail, "error")
             return

@@ -10,8 +10,12 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from kiosk import __version__
+
+if TYPE_CHECKING:
+    from pydantic import ValidationError
 
 
 def _data_dir() -> Path:
@@ -66,6 +70,50 @@ def cmd_station(args: argparse.Namespace) -> int:
     return run_station(settings)
 
 
+def cmd_outbox(args: argparse.Namespace) -> int:
+    from kiosk.client.station_db import open_outbox, outbox_report
+    from kiosk.config import load_settings
+
+    outbox = open_outbox(load_settings(args.config).data_dir)
+    print("\n".join(outbox_report(outbox)))
+    return 0
+
+
+def cmd_outbox_sync(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from rich.progress import Progress
+
+    from kiosk.client.api import ExecutionClient
+    from kiosk.client.sender import Sender
+    from kiosk.client.station_db import open_outbox
+    from kiosk.config import load_settings
+    from kiosk.station import backend
+
+    settings = load_settings(args.config, server_url=args.server)
+    outbox = open_outbox(settings.data_dir)
+    total = outbox.waiting()
+
+    async def sync(url: str, token: str | None) -> int:
+        async with ExecutionClient(url, token) as client:
+            with Progress(transient=False) as progress:
+                task = progress.add_task("delivering", total=total or 1)
+                report = await Sender(outbox, client).deliver(
+                    progress=lambda done: progress.update(task, completed=done)
+                )
+                progress.update(task, completed=total or 1)
+        print(
+            f"applied: {report.applied}   refused: {report.refused}   waiting: {outbox.waiting()}"
+        )
+        if report.failed:
+            print(f"error: {report.failed}", file=sys.stderr)
+            return 1
+        return 0
+
+    with backend(settings) as (url, token):
+        return asyncio.run(sync(url, token))
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     config = _server_config(args, demo=args.demo)
     if args.embedded:
@@ -97,8 +145,11 @@ def cmd_import(args: argparse.Namespace) -> int:
 
     try:
         plant = erp.read_import(args.file)
-    except (OSError, ValidationError) as exc:
-        print(f"error: {args.file}: {exc}", file=sys.stderr)
+    except OSError as exc:
+        print(f"error: {args.file}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
+    except ValidationError as exc:
+        print(f"error: {args.file}: {_validation_summary(exc)}", file=sys.stderr)
         return 2
     svc = _service(args)
     from sqlalchemy.exc import IntegrityError
@@ -117,6 +168,18 @@ def cmd_import(args: argparse.Namespace) -> int:
         f"{done.tools} tools, {done.material_lots} material lots"
     )
     return 0
+
+
+def _validation_summary(exc: ValidationError) -> str:
+    """pydantic's findings as one line: where and what, without its links and input dumps."""
+    problems = exc.errors(include_url=False, include_input=False)
+    parts = []
+    for err in problems[:5]:
+        where = ".".join(str(part) for part in err["loc"])
+        parts.append(f"{where}: {err['msg']}" if where else err["msg"])
+    if len(problems) > 5:
+        parts.append(f"and {len(problems) - 5} more")
+    return "; ".join(parts)
 
 
 def cmd_export_as_built(args: argparse.Namespace) -> int:
@@ -141,6 +204,81 @@ def cmd_station_revoke(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_label(args: argparse.Namespace) -> int:
+    from kiosk import labels
+
+    try:
+        label = labels.make_label(args.kind, args.code, args.caption)
+        # Find `lp` before drawing anything, so a missing printer client costs nothing.
+        printing = labels.lp_command(args.format, args.printer) if args.print else None
+        data = labels.render(label, args.format)
+        if args.output is not None or printing is None:
+            path = args.output or labels.default_output(label, args.format)
+            path.write_bytes(data)
+            print(f"wrote {path}: Code 128 {label.code!r} ({label.kind})")
+        if printing is not None:
+            labels.send_to_printer(printing, data)
+            print(f"sent {label.kind} label {label.code!r} to the printer")
+    except (labels.LabelError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def cmd_enroll(args: argparse.Namespace) -> int:
+    from kiosk.client.enrollment import enroll
+    from kiosk.config import default_config_file, load_settings
+
+    config_file = args.config or default_config_file()
+    backend = args.keyring_backend or load_settings(config_file).keyring_backend
+    done = enroll(args.server, args.code, config_file=config_file, keyring_backend=backend)
+    print(
+        f"enrolled as station {done.station.name} ({done.station.work_center}) at "
+        f"{args.server}; token stored in {done.keyring}; settings in {done.config_file}"
+    )
+    return 0
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from kiosk import doctor
+    from kiosk.config import load_settings
+
+    return doctor.run(load_settings(args.config, server_url=args.server), os.environ)
+
+
+def _add_fleet_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """label, enroll and doctor: what an admin runs at (or for) one station."""
+    from kiosk.labels import FORMATS, KINDS
+
+    label = sub.add_parser("label", help="write a Code 128 label (SVG, PNG or Zebra ZPL)")
+    label.add_argument("kind", choices=KINDS)
+    label.add_argument("code", help="e.g. TRV-1001, 10001, TL-0001, LOT-A100")
+    label.add_argument("--format", choices=FORMATS, default="svg")
+    label.add_argument("--caption", default=None, help="a second text line under the code")
+    label.add_argument("--output", type=Path, default=None, help="default: <code>.<format>")
+    label.add_argument("--print", action="store_true", help="send to a printer with lp (CUPS)")
+    label.add_argument("--printer", default=None, help="CUPS printer name (lp -d)")
+    label.set_defaults(func=cmd_label)
+
+    # SUPPRESS: when not given here, `kiosk --server URL enroll` / `kiosk --config F doctor`
+    # keep the value given before the command.
+    enroll = sub.add_parser("enroll", help="enroll this station with a one-time code")
+    enroll.add_argument("--server", required=True, help="execution API URL")
+    enroll.add_argument("--code", required=True, help="from `kiosk station add` on the server")
+    enroll.add_argument("--config", type=Path, default=argparse.SUPPRESS)
+    enroll.add_argument(
+        "--keyring-backend",
+        default=None,
+        help="keyring class, e.g. keyrings.cryptfile.cryptfile.CryptFileKeyring",
+    )
+    enroll.set_defaults(func=cmd_enroll)
+
+    doctor = sub.add_parser("doctor", help="check terminal, keyring, server and clock")
+    doctor.add_argument("--server", default=argparse.SUPPRESS, help="execution API URL")
+    doctor.add_argument("--config", type=Path, default=argparse.SUPPRESS)
+    doctor.set_defaults(func=cmd_doctor)
+
+
 # --- parser -------------------------------------------------------------------------------------
 
 
@@ -153,6 +291,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--config", type=Path, default=None, help="station config TOML file")
     parser.set_defaults(func=cmd_station)
     sub = parser.add_subparsers(title="commands", metavar="COMMAND")
+
+    outbox = sub.add_parser("outbox", help="what this station has recorded and not yet delivered")
+    outbox.set_defaults(func=cmd_outbox)
+    outbox_actions = outbox.add_subparsers(metavar="ACTION")
+    outbox_actions.add_parser("sync", help="deliver now, with a progress bar").set_defaults(
+        func=cmd_outbox_sync
+    )
 
     serve = sub.add_parser("serve", help="run the reference execution API")
     serve.add_argument("--host", default="127.0.0.1")
@@ -201,6 +346,7 @@ def build_parser() -> argparse.ArgumentParser:
     revoke.add_argument("name")
     _add_database(revoke)
     revoke.set_defaults(func=cmd_station_revoke)
+    _add_fleet_commands(sub)
     return parser
 
 

@@ -178,7 +178,10 @@ def outstanding(step: Step) -> list[str]:
     for item in step.items:
         if item.required and item.latest is None:
             needs.append(f"{item.label}: no value yet")
-        elif item.latest is not None and item.latest.passed is False and item.ncr_number is None:
+        elif item.ncr_number is None and (
+            item.failed_before or (item.latest is not None and item.latest.passed is False)
+        ):
+            # Measuring again until it passes does not clear a failure: an NCR must.
             needs.append(f"{item.label}: out of tolerance, raise an NCR")
     return needs
 

@@ -10,7 +10,7 @@ from datetime import date, datetime
 from enum import StrEnum
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
 class WireModel(BaseModel):
@@ -160,6 +160,9 @@ class DataItem(WireModel):
     upper: float | None = None
     required: bool = True
     latest: RecordedValue | None = None
+    failed_before: bool = False
+    """True when any value recorded on the item failed, even if a later one passes: the failure
+    stays on record, so the step still needs an NCR against the item before it can be signed."""
     ncr_number: str | None = None
 
 
@@ -173,6 +176,9 @@ class SignatureManifest(WireModel):
     server_time: datetime
     station: str
     content_hash: str
+    station_time: datetime | None = None
+    offline: bool = False
+    """Signed while the station could not reach the server (identity checked from its cache)."""
 
 
 class Step(WireModel):
@@ -272,11 +278,40 @@ class RecordValue(ActionBase):
     value: str = Field(max_length=2000)
 
 
-class SignStep(ActionBase):
+class StationAttestation(WireModel):
+    """The station checked badge + PIN itself, against the credential cache the server gave it.
+
+    Accepted only on actions recorded offline, and only within the station's credential window.
+    """
+
+    signer_id: int
+    verified_at: datetime
+
+
+class SignedAction(ActionBase):
+    """An action that is an electronic signature: it names its proof of identity.
+
+    Exactly one of: `credentials` (badge + PIN, checked by the server now), `ticket` (issued by
+    POST /verify when the station checked badge + PIN online), `attestation` (checked offline).
+    A station's outbox never holds a PIN: it queues tickets or attestations.
+    """
+
+    credentials: Credentials | None = None
+    ticket: str | None = Field(default=None, repr=False, max_length=100)
+    attestation: StationAttestation | None = None
+
+    @model_validator(mode="after")
+    def _one_proof(self) -> SignedAction:
+        given = [p for p in (self.credentials, self.ticket, self.attestation) if p is not None]
+        if len(given) != 1:
+            raise ValueError("a signature needs exactly one of credentials, ticket, attestation")
+        return self
+
+
+class SignStep(SignedAction):
     kind: Literal["sign_step"] = "sign_step"
     step_id: int
     meaning: Meaning
-    credentials: Credentials
 
 
 class RaiseNcr(ActionBase):
@@ -288,11 +323,10 @@ class RaiseNcr(ActionBase):
     quantity: int = Field(default=1, ge=1)
 
 
-class DispositionNcr(ActionBase):
+class DispositionNcr(SignedAction):
     kind: Literal["disposition_ncr"] = "disposition_ncr"
     ncr: str
     disposition: Disposition
-    credentials: Credentials
 
 
 class PlaceHold(ActionBase):
@@ -300,9 +334,8 @@ class PlaceHold(ActionBase):
     reason: str = Field(min_length=3, max_length=500)
 
 
-class ReleaseHold(ActionBase):
+class ReleaseHold(SignedAction):
     kind: Literal["release_hold"] = "release_hold"
-    credentials: Credentials
 
 
 Action = Annotated[
@@ -322,12 +355,17 @@ class ActionEnvelope(WireModel):
     action: Action
 
 
-class ActionResult(WireModel):
-    """What the server answers to an applied action: the traveler as it now stands."""
+class ActionApplied(WireModel):
+    """An applied action, as answered inside a batch: what was done, in one sentence."""
 
     applied: str
-    traveler: Traveler
     message: str
+
+
+class ActionResult(ActionApplied):
+    """What the server answers to one applied action: also the traveler as it now stands."""
+
+    traveler: Traveler
 
 
 class UnlockUser(WireModel):
@@ -368,3 +406,62 @@ class AsBuilt(WireModel):
     material: tuple[AsBuiltConsumption, ...]
     tools: tuple[AsBuiltToolUse, ...]
     generated_at: datetime
+
+
+# --- store and forward ---------------------------------------------------------------------------
+
+
+class QueuedAction(WireModel):
+    """One outbox entry as delivered: its key and gap-free per-station sequence number."""
+
+    key: str = Field(min_length=8, max_length=100)
+    station_seq: int = Field(ge=1)
+    action: Action
+
+
+class ActionBatch(WireModel):
+    actions: tuple[QueuedAction, ...] = Field(min_length=1, max_length=500)
+
+
+class ActionOutcome(WireModel):
+    """What became of one queued action: applied (2xx) or refused by a rule (4xx, kept)."""
+
+    key: str
+    status: int
+    message: str | None = None
+    problem: Problem | None = None
+
+
+class BatchResult(WireModel):
+    outcomes: tuple[ActionOutcome, ...]
+
+
+class Verified(WireModel):
+    """Badge + PIN checked by the server: who it is, and a single-use signing ticket."""
+
+    person: Person
+    ticket: str = Field(repr=False)
+    expires_at: datetime
+
+
+class CachedPerson(WireModel):
+    """One person in a station's offline credential cache: verifiers only, never a badge or PIN."""
+
+    person: Person
+    work_centers: tuple[str, ...]
+    badge_verifier: str = Field(repr=False)
+    pin_hash: str = Field(repr=False)
+    locked: bool
+
+
+class CredentialCache(WireModel):
+    """Lets an enrolled station identify people while the server is unreachable.
+
+    Badge verifiers are HMAC(station_key, badge), with a key derived for this station alone, so a
+    stolen cache is useless at any other station. Valid for `window_hours` after `issued_at`.
+    """
+
+    station_key: str = Field(repr=False)
+    issued_at: datetime
+    window_hours: float
+    people: tuple[CachedPerson, ...]

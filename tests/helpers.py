@@ -11,8 +11,8 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -357,6 +357,14 @@ def server_process(*args: str, data_dir: Path, log: Path) -> Iterator[subprocess
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait(5)
+
+
+@asynccontextmanager
+async def raw_http(url: str, token: str) -> AsyncIterator[httpx.AsyncClient]:
+    """Plain httpx with a station token, for requests the typed client would never send."""
+    headers = {"Authorization": f"Bearer {token}"}
+    async with httpx.AsyncClient(base_url=url, headers=headers, timeout=10) as http:
+        yield http
 
 
 @contextmanager

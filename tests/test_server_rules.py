@@ -3,8 +3,9 @@ the traveler, its values and the audit trail are exactly as they were before."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import pytest
-from helpers import Floor, creds, item_of, person_ids, snapshot, step_of
 from sqlalchemy import select
 
 from kiosk.client import ExecutionClient, Invalid, OnHold, Refused, RuleRefused
@@ -21,6 +22,10 @@ from kiosk.wire import (
     StepStatus,
     TravelerStatus,
 )
+from tests.helpers import Floor, creds, item_of, person_ids, raw_http, snapshot, step_of
+
+if TYPE_CHECKING:
+    from tests.conftest import LiveServer
 
 
 @pytest.fixture
@@ -73,6 +78,34 @@ async def test_nothing_is_recorded_on_a_step_that_was_not_started(
     assert refused.value.rule == "step_not_started"
     assert refused.value.detail == "Start step 10.1 before recording on it."
     assert snapshot(service, "TRV-1001") == before
+
+
+async def test_a_step_is_worked_only_at_a_station_of_its_work_center(
+    live_server: LiveServer, service: ExecutionService
+) -> None:
+    async with ExecutionClient(live_server.url, live_server.token("PAINT-01", "PAINT")) as paint:
+        floor = Floor(paint, person_ids(service))
+        before = snapshot(service, "TRV-1001")
+        with pytest.raises(RuleRefused) as refused:
+            await floor.start_step("ana", "TRV-1001", "10.1")
+        assert refused.value.rule == "wrong_work_center"
+        assert refused.value.detail == (
+            "Step 10.1 is worked at ASSEMBLY, not at this station (PAINT)."
+        )
+        assert snapshot(service, "TRV-1001") == before
+
+
+async def test_a_person_badges_in_only_where_qualified(
+    live_server: LiveServer, client: ExecutionClient, service: ExecutionService
+) -> None:
+    audit = snapshot(service, "TRV-1001").audit
+    with pytest.raises(Refused) as refused:
+        await client.login("10003")
+    assert refused.value.rule == "not_qualified"
+    assert refused.value.detail == "Olu Field is not qualified for work center ASSEMBLY."
+    assert snapshot(service, "TRV-1001").audit == audit
+    async with ExecutionClient(live_server.url, live_server.token("PAINT-01", "PAINT")) as paint:
+        assert (await paint.login("10003")).name == "Olu Field"
 
 
 # --- holds -------------------------------------------------------------------------------------------
@@ -187,15 +220,16 @@ async def test_releasing_a_hold_is_a_signature_by_supervisor_or_quality(
 
 
 async def test_a_release_without_badge_and_pin_is_not_accepted(
-    floor: Floor, service: ExecutionService, client: ExecutionClient
+    floor: Floor, service: ExecutionService, live_server: LiveServer
 ) -> None:
-    before = snapshot(service, "TRV-1003")
     body = {
         "action": {"kind": "release_hold", "actor_id": floor.ids["sam"], "traveler": "TRV-1003"}
     }
-    response = await client._http.post(
-        "/api/v1/actions", json=body, headers={"Idempotency-Key": "no-credentials-1"}
-    )
+    async with raw_http(live_server.url, live_server.token("RAW-01")) as http:
+        before = snapshot(service, "TRV-1003")
+        response = await http.post(
+            "/api/v1/actions", json=body, headers={"Idempotency-Key": "no-credentials-1"}
+        )
     assert response.status_code == 422
     problem = response.json()
     assert problem["rule"] == "request_invalid"
@@ -308,6 +342,48 @@ async def test_out_of_tolerance_blocks_sign_off_until_an_ncr_and_its_hold_are_cl
     signed = await floor.sign_step("ana", "TRV-1001", "10.2")
     assert step_of(signed.traveler, "10.2").status is StepStatus.COMPLETE
     assert [s.number for s in signed.traveler.steps] == ["10.1", "10.2", "20.1", "20.2", "30.1"]
+
+
+async def test_a_passing_re_measure_does_not_clear_an_out_of_tolerance_value(
+    floor: Floor, service: ExecutionService
+) -> None:
+    """Measuring again until it passes is not a way around the NCR: the failure stays on record."""
+    await _out_of_tolerance_bore(floor)
+    result = await floor.record_value("ana", "TRV-1001", "10.2", "Bushing bore diameter", "12.700")
+    bore = item_of(step_of(result.traveler, "10.2"), "Bushing bore diameter")
+    assert bore.latest is not None and bore.latest.passed is True
+
+    before = snapshot(service, "TRV-1001")
+    with pytest.raises(RuleRefused) as refused:
+        await floor.sign_step("ana", "TRV-1001", "10.2")
+    assert refused.value.rule == "step_incomplete"
+    assert "Bushing bore diameter: out of tolerance, raise an NCR" in refused.value.detail
+    assert snapshot(service, "TRV-1001") == before
+
+    raised = await floor.do(
+        RaiseNcr(
+            actor_id=floor.ids["ana"],
+            traveler="TRV-1001",
+            item_id=bore.id,
+            description="Bore measured 12.750 before re-measure",
+            defect_code="DIM-01",
+        )
+    )
+    number = raised.traveler.ncrs[0].number
+    await floor.do(
+        DispositionNcr(
+            actor_id=floor.ids["sam"],
+            traveler="TRV-1001",
+            ncr=number,
+            disposition=Disposition.USE_AS_IS,
+            credentials=creds("sam"),
+        )
+    )
+    await floor.do(
+        ReleaseHold(actor_id=floor.ids["sam"], traveler="TRV-1001", credentials=creds("sam"))
+    )
+    signed = await floor.sign_step("ana", "TRV-1001", "10.2")
+    assert step_of(signed.traveler, "10.2").status is StepStatus.COMPLETE
 
 
 async def test_rework_disposition_adds_a_rework_step_right_after(

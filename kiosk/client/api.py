@@ -11,10 +11,13 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 from kiosk.client import errors
 from kiosk.wire import (
     Action,
+    ActionBatch,
     ActionEnvelope,
     ActionResult,
     AsBuilt,
     BadgeLogin,
+    BatchResult,
+    CredentialCache,
     Credentials,
     Enrollment,
     EnrollRequest,
@@ -23,6 +26,7 @@ from kiosk.wire import (
     Traveler,
     TravelerSummary,
     UnlockUser,
+    Verified,
 )
 
 T = TypeVar("T")
@@ -95,9 +99,19 @@ class ExecutionClient:
     async def login(self, badge: str) -> Person:
         return await self._call("POST", "/api/v1/login", Person, BadgeLogin(badge=badge))
 
-    async def verify(self, credentials: Credentials) -> Person:
-        """Badge + PIN check without an action; wrong PINs count toward lock-out."""
-        return await self._call("POST", "/api/v1/verify", Person, credentials)
+    async def verify(self, credentials: Credentials) -> Verified:
+        """Badge + PIN checked by the server; wrong PINs count toward lock-out.
+
+        The answer's single-use ticket lets a queued signature prove its signer without a PIN.
+        """
+        return await self._call("POST", "/api/v1/verify", Verified, credentials)
+
+    async def credential_cache(self) -> CredentialCache:
+        return await self._call("GET", "/api/v1/credential-cache", CredentialCache)
+
+    async def deliver(self, batch: ActionBatch) -> BatchResult:
+        """Deliver outbox entries; each carries its own idempotency key inside the batch."""
+        return await self._call("POST", "/api/v1/actions/batch", BatchResult, batch)
 
     async def queue(self) -> list[TravelerSummary]:
         return await self._call("GET", "/api/v1/queue", _QUEUE)

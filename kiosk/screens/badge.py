@@ -34,6 +34,7 @@ class BadgeScreen(StationScreen):
                 yield Static(
                     f"Station locked. {self.locked_for}: scan your badge to continue.",
                     classes="prompt",
+                    markup=False,
                 )
             else:
                 yield Static("Scan your badge to sign in", classes="prompt")

@@ -46,7 +46,8 @@ class NcrScreen(ModalScreen[NcrDraft | None]):
 
     def compose(self) -> ComposeResult:
         with Vertical():
-            yield Static(f"! Raise NCR: {self.context}", classes="heading")
+            # Labels and typed text are shown as given, never read as markup: see MessageLine.
+            yield Static(f"! Raise NCR: {self.context}", classes="heading", markup=False)
             yield Static("The traveler goes on hold until quality dispositions the NCR.")
             yield Static("Description")
             yield Input(self._description, id="description")

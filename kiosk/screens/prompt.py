@@ -35,8 +35,9 @@ class PromptScreen(ModalScreen[str | None]):
 
     def compose(self) -> ComposeResult:
         with Vertical():
-            yield Static(self.heading, classes="heading")
-            yield Static(self.explanation)
+            # Headings and explanations carry typed text (NCR descriptions): never markup.
+            yield Static(self.heading, classes="heading", markup=False)
+            yield Static(self.explanation, markup=False)
             entry = Input(id="answer")
             entry.cursor_blink = False
             yield entry
@@ -65,8 +66,8 @@ class ChoiceScreen(ModalScreen[str | None]):
 
     def compose(self) -> ComposeResult:
         with Vertical():
-            yield Static(self.heading, classes="heading")
-            yield Static(self.explanation)
+            yield Static(self.heading, classes="heading", markup=False)
+            yield Static(self.explanation, markup=False)
             yield OptionList(*[Option(text, id=key) for key, text in self.choices])
             yield Static("Arrows and Enter to choose, Esc to cancel.")
 

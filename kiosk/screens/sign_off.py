@@ -42,8 +42,9 @@ class SignOffScreen(ModalScreen[Credentials | None]):
 
     def compose(self) -> ComposeResult:
         with Vertical():
-            yield Static(f"✍ {self.heading}", classes="heading")
-            yield Static(self.summary)
+            # The summary shows recorded values as typed: never read them as markup.
+            yield Static(f"✍ {self.heading}", classes="heading", markup=False)
+            yield Static(self.summary, markup=False)
             yield Static(
                 f"By signing you declare this {self.meaning.upper()}. Scan or type your badge, "
                 "then your PIN.",

@@ -18,12 +18,13 @@ from kiosk.screens.prompt import ChoiceScreen, PromptScreen
 from kiosk.screens.sign_off import SignOffScreen
 from kiosk.widgets.data_item_entry import DataItemEntry
 from kiosk.widgets.hold_banner import HoldBanner
-from kiosk.widgets.message_line import MessageLine
+from kiosk.widgets.message_line import MessageLine, Severity
 from kiosk.widgets.status_bar import StatusBar
 from kiosk.widgets.step_detail import StepDetail
 from kiosk.widgets.step_list import StepList
 from kiosk.wire import (
     Action,
+    ActionResult,
     Credentials,
     DataItem,
     Disposition,
@@ -61,6 +62,15 @@ def header_text(trav: Traveler) -> str:
     )
 
 
+def applied_severity(action: Action, result: ActionResult) -> Severity:
+    """An out-of-tolerance value is recorded, yet no good news: a warning, not a green tick."""
+    if isinstance(action, RecordValue):
+        _step, item = rules.find_item(result.traveler, action.item_id)
+        if item.latest is not None and item.latest.passed is False:
+            return "warning"
+    return "ok"
+
+
 class TravelerScreen(StationScreen):
     BINDINGS = [
         Binding("f2", "start_step", "Start"),
@@ -76,7 +86,9 @@ class TravelerScreen(StationScreen):
 
     DEFAULT_CSS = """
     TravelerScreen {
-        & #traveler-header { background: $primary; color: $foreground; text-style: bold; padding: 0 1; height: 1; }
+        /* Two lines at 80 columns: on one, the operation being worked was cut off. `$text`
+           contrasts with the bar; `$foreground` was black on dark blue in high contrast. */
+        & #traveler-header { background: $primary; color: $text; text-style: bold; padding: 0 1; height: auto; max-height: 2; }
         & #work { height: 1fr; }
         & #detail-pane { width: 1fr; }
     }
@@ -90,7 +102,7 @@ class TravelerScreen(StationScreen):
         self.selected = step.id if step else (traveler.steps[0].id if traveler.steps else None)
 
     def compose(self) -> ComposeResult:
-        yield Static(header_text(self.traveler), id="traveler-header")
+        yield Static(header_text(self.traveler), id="traveler-header", markup=False)
         yield HoldBanner(id="hold")
         with Horizontal(id="work"):
             yield StepList(id="steps")
@@ -118,7 +130,7 @@ class TravelerScreen(StationScreen):
         self.query_one(StepList).show_steps(traveler.steps, self.selected)
         await self._show_detail()
 
-    async def _show_detail(self) -> None:
+    async def _show_detail(self, *, focus_entry: bool = True) -> None:
         pane = self.query_one("#detail-pane", Vertical)
         await pane.remove_children()
         step = self.step
@@ -126,9 +138,17 @@ class TravelerScreen(StationScreen):
             return
         editable = self.traveler.status is not TravelerStatus.ON_HOLD
         await pane.mount(StepDetail(step, self.station.drafts_for(step), editable=editable))
-        first_empty = next((i for i in self.query(Input) if not i.disabled and not i.value), None)
-        if first_empty is not None:
-            first_empty.focus()
+        # Focus the first item that still has nothing on record. A recorded item's input is
+        # empty again too, so "first empty input" would send the next entry back into the
+        # item just recorded, overwriting it.
+        if not focus_entry:
+            return
+        target = next(
+            (e for e in self.query(DataItemEntry) if not e.disabled and e.item.latest is None),
+            None,
+        )
+        if target is not None:
+            target.query_one(Input).focus()
 
     def save_drafts(self) -> None:
         for detail in self.query(StepDetail):
@@ -140,7 +160,9 @@ class TravelerScreen(StationScreen):
         if step_id is not None and step_id != self.selected:
             self.save_drafts()
             self.selected = step_id
-            await self._show_detail()
+            # Someone moving through the step list keeps the focus there; taking it into the
+            # step's first input would stop the arrows at the first step in work.
+            await self._show_detail(focus_entry=False)
 
     # --- sending actions --------------------------------------------------------------------------
 
@@ -158,7 +180,7 @@ class TravelerScreen(StationScreen):
             following = rules.current_step(result.traveler)  # signed off: move on to the next step
             self.selected = following.id if following else self.selected
         await self.show(result.traveler, save=False)
-        self.say(f"{result.message} {success_hint}".strip(), "ok")
+        self.say(f"{result.message} {success_hint}".strip(), applied_severity(action, result))
         self.after_applied(action, result.traveler)
 
     def after_applied(self, action: Action, traveler: Traveler) -> None:

@@ -10,12 +10,16 @@ from fastapi.responses import JSONResponse
 from kiosk.rules import Refusal
 from kiosk.server import erp
 from kiosk.server.domain import StationRef
-from kiosk.server.service import ExecutionService, problem_json
+from kiosk.server.idempotency import problem_json
+from kiosk.server.service import ExecutionService
 from kiosk.wire import (
+    ActionBatch,
     ActionEnvelope,
     ActionResult,
     AsBuilt,
     BadgeLogin,
+    BatchResult,
+    CredentialCache,
     Credentials,
     Enrollment,
     EnrollRequest,
@@ -25,6 +29,7 @@ from kiosk.wire import (
     Traveler,
     TravelerSummary,
     UnlockUser,
+    Verified,
 )
 
 PROBLEM = "application/problem+json"
@@ -88,10 +93,20 @@ def login(svc: Service, st: Station, body: BadgeLogin) -> Person:
     return svc.login(st, body.badge)
 
 
-@router.post("/verify", response_model=Person)
-def verify(svc: Service, st: Station, body: Credentials) -> Person:
-    """Check badge + PIN (an admin unlocking the station's exit); wrong PINs count toward lock-out."""
-    return svc.verify_credentials(st, body)
+@router.post("/verify", response_model=Verified)
+def verify(svc: Service, st: Station, body: Credentials) -> Verified:
+    """Check badge + PIN now; wrong PINs count toward lock-out.
+
+    The answer carries a single-use signing ticket, so a signature queued in the station's outbox
+    proves who signed without the station ever storing a PIN.
+    """
+    return svc.verify(st, body)
+
+
+@router.get("/credential-cache", response_model=CredentialCache)
+def credential_cache(svc: Service, st: Station) -> CredentialCache:
+    """Verifiers that let this station identify people while the server is unreachable."""
+    return svc.credential_cache(st)
 
 
 @router.get("/queue", response_model=list[TravelerSummary])
@@ -114,6 +129,12 @@ def as_built(svc: Service, _st: Station, number: str) -> AsBuilt:
 def perform(svc: Service, st: Station, key: IdempotencyKey, body: ActionEnvelope) -> Response:
     """Apply one station action, exactly once per Idempotency-Key."""
     return raw(*svc.perform(st, key, body.action))
+
+
+@router.post("/actions/batch", response_model=BatchResult)
+def perform_batch(svc: Service, st: Station, body: ActionBatch) -> BatchResult:
+    """Deliver queued actions in the station's order; each is applied once per key."""
+    return svc.perform_batch(st, body)
 
 
 @router.post("/users/unlock", response_model=Person)

@@ -11,8 +11,9 @@ from fastapi.exceptions import RequestValidationError
 from kiosk import __version__
 from kiosk.rules import Refusal
 from kiosk.server import api, demo
+from kiosk.server.idempotency import problem_json
 from kiosk.server.security import PlantSecret
-from kiosk.server.service import ExecutionService, problem_json
+from kiosk.server.service import ExecutionService
 from kiosk.server.store import Store
 
 

@@ -167,7 +167,7 @@ def as_built(conn: Connection, number: str) -> AsBuilt:
     """Everything that happened to one traveler: the evidence an auditor asks for."""
     trav = views.load_traveler(conn, number)
     tid = views.traveler_row(conn, number).id
-    users, stations = views.user_names(conn), views.station_names(conn)
+    names = views.NameLookup(conn)
     labels = {i.id: (s.number, i.label) for s in trav.steps for i in s.items}
     values = conn.execute(
         select(t.recorded_values)
@@ -180,18 +180,18 @@ def as_built(conn: Connection, number: str) -> AsBuilt:
             AsBuiltValue(
                 step=labels[v.item_id][0],
                 item=labels[v.item_id][1],
-                entry=views.recorded_value(v, users, stations),
+                entry=views.recorded_value(v, names),
             )
             for v in values
         ),
-        material=_material(conn, tid, labels, users),
-        tools=_tools(conn, tid, labels, users),
+        material=_material(conn, tid, labels, names),
+        tools=_tools(conn, tid, labels, names),
         generated_at=datetime.now(UTC),
     )
 
 
 def _material(
-    conn: Connection, tid: int, labels: dict[int, tuple[str, str]], users: dict[int, str]
+    conn: Connection, tid: int, labels: dict[int, tuple[str, str]], names: views.NameLookup
 ) -> tuple[AsBuiltConsumption, ...]:
     rows = conn.execute(
         select(t.material_lots.c.code, t.material_lots.c.part_number, t.recorded_values)
@@ -205,7 +205,7 @@ def _material(
             lot=r.code,
             part_number=r.part_number,
             step=labels[r.item_id][0],
-            recorded_by=users[r.user_id],
+            recorded_by=names.user(r.user_id),
             server_time=r.server_time,
         )
         for r in rows
@@ -213,7 +213,7 @@ def _material(
 
 
 def _tools(
-    conn: Connection, tid: int, labels: dict[int, tuple[str, str]], users: dict[int, str]
+    conn: Connection, tid: int, labels: dict[int, tuple[str, str]], names: views.NameLookup
 ) -> tuple[AsBuiltToolUse, ...]:
     rows = conn.execute(
         select(t.tools.c.code, t.tools.c.calibration_due, t.recorded_values)
@@ -227,7 +227,7 @@ def _tools(
             tool=r.code,
             calibration_due=r.calibration_due,
             step=labels[r.item_id][0],
-            recorded_by=users[r.user_id],
+            recorded_by=names.user(r.user_id),
             server_time=r.server_time,
         )
         for r in rows

@@ -191,6 +191,7 @@ signatures = Table(
     Column("station_id", ForeignKey("stations.id"), nullable=False),
     _at("server_time"),
     _at("station_time", nullable=True),
+    Column("offline", Boolean, nullable=False, default=False),
     Column("content_hash", String(64), nullable=False),
 )
 
@@ -259,11 +260,46 @@ ncrs = Table(
     Column("disposition_signature_id", ForeignKey("signatures.id")),
 )
 
+# Single-use signing tickets: POST /verify checked badge + PIN; the queued signature redeems it.
+tickets = Table(
+    "tickets",
+    metadata,
+    Column("ticket_sha256", String(64), primary_key=True),
+    Column("user_id", ForeignKey("users.id"), nullable=False),
+    Column("station_id", ForeignKey("stations.id"), nullable=False),
+    _at("issued_at"),
+    _at("expires_at"),
+    _at("used_at", nullable=True),
+)
+
+# A person's badge verifier for one station's offline cache: HMAC(station key, badge). The server
+# never keeps badge numbers, so it can make one only while it sees the badge, at an online
+# badge-in or signature at that station; a person can therefore identify offline only at stations
+# where they have identified online before.
+station_verifiers = Table(
+    "station_verifiers",
+    metadata,
+    Column("station_id", ForeignKey("stations.id"), primary_key=True),
+    Column("user_id", ForeignKey("users.id"), primary_key=True),
+    Column("verifier", String(64), nullable=False),
+)
+
+# When each station was last handed its offline credential cache (offline signatures are
+# accepted only within the window after one of these).
+cache_issues = Table(
+    "cache_issues",
+    metadata,
+    _id(),
+    Column("station_id", ForeignKey("stations.id"), nullable=False, index=True),
+    _at("issued_at"),
+)
+
 idempotency = Table(
     "idempotency",
     metadata,
     Column("key", String(100), primary_key=True),
     Column("station_id", ForeignKey("stations.id"), nullable=False),
+    Column("station_seq", Integer, nullable=True),
     Column("payload_sha256", String(64), nullable=False),
     Column("status", Integer, nullable=False),
     Column("response", Text, nullable=False),

@@ -16,13 +16,11 @@ from pathlib import Path
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
+from kiosk.identity import badge_verifier
+
 # OWASP's minimum argon2id profile (m=19 MiB, t=2, p=1): about 25 ms here, affordable on a thin
 # client, and a 4-6 digit PIN is protected by the online lockout rather than by hash cost anyway.
 _PIN_HASHER = PasswordHasher(time_cost=2, memory_cost=19456, parallelism=1)
-
-
-def normalize_badge(badge: str) -> str:
-    return badge.strip().upper()
 
 
 class PlantSecret:
@@ -47,7 +45,11 @@ class PlantSecret:
         return cls(bytes.fromhex(path.read_text().strip()))
 
     def badge_hash(self, badge: str) -> str:
-        return hmac.new(self._key, normalize_badge(badge).encode(), hashlib.sha256).hexdigest()
+        return badge_verifier(self._key, badge)
+
+    def station_key(self, station_id: int) -> bytes:
+        """A key for one station's offline cache: useless at any other station."""
+        return hmac.new(self._key, f"station-cache:{station_id}".encode(), hashlib.sha256).digest()
 
 
 def hash_pin(pin: str) -> str:

@@ -6,36 +6,39 @@ to `kiosk.rules` and the writes to `kiosk.server.domain`.
 
 from __future__ import annotations
 
-import hashlib
 import secrets
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from functools import partial
 
 from sqlalchemy import Connection, insert, select, update
-from sqlalchemy.exc import IntegrityError
 
 from kiosk import rules
 from kiosk.rules import Refusal
-from kiosk.server import audit, domain, views
+from kiosk.server import audit, domain, idempotency, people, views
 from kiosk.server import schema as t
-from kiosk.server.security import PlantSecret, new_token, pin_matches, token_digest
+from kiosk.server.security import PlantSecret, new_token, token_digest
 from kiosk.server.store import Store
 from kiosk.wire import (
     Action,
+    ActionApplied,
+    ActionBatch,
+    ActionResult,
+    BatchResult,
+    CredentialCache,
     Credentials,
     Enrollment,
     Person,
-    Problem,
+    SignedAction,
     StationConfig,
     StationInfo,
     Traveler,
     TravelerSummary,
     UnlockUser,
+    Verified,
     WireModel,
 )
 
-MAX_PIN_FAILURES = 5
 ENROLLMENT_CODE_LIFETIME = timedelta(hours=24)
 
 
@@ -48,16 +51,6 @@ class Unauthorized(Refusal):
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
-
-
-def problem_json(refusal: Refusal) -> str:
-    return Problem(
-        type=f"urn:kiosk:rule:{refusal.rule}",
-        title=refusal.rule.replace("_", " ").capitalize(),
-        status=refusal.status,
-        detail=refusal.detail,
-        rule=refusal.rule,
-    ).model_dump_json()
 
 
 class ExecutionService:
@@ -183,98 +176,42 @@ class ExecutionService:
 
     def login(self, station: domain.StationRef, badge: str) -> Person:
         with self.store.begin() as conn:
-            row = self._badge_row(conn, badge)
-            if row.locked:
-                raise Refusal(
-                    "person_locked",
-                    f"{row.name} is locked after wrong PINs; a supervisor must unlock.",
-                    403,
-                )
-            centers = row.work_centers.split(",")
-            if "*" not in centers and station.work_center not in centers:
-                raise Refusal(
-                    "not_qualified",
-                    f"{row.name} is not qualified for work center {station.work_center}.",
-                    403,
-                )
-            audit.append(
-                conn,
-                action="badge_in",
-                entity=f"user:{row.id}",
-                actor=row.name,
-                station=station.name,
-            )
-            return views.person_from_row(row)
-
-    def _badge_row(self, conn: Connection, badge: str) -> Any:
-        row = conn.execute(
-            select(t.users).where(t.users.c.badge_hmac == self.secret.badge_hash(badge))
-        ).one_or_none()
-        if row is None or not row.active:
-            raise Refusal(
-                "badge_unknown", "Badge not recognised. Ask a supervisor to register it.", 403
-            )
-        return row
+            return people.badge_in(conn, self.secret, station, badge)
 
     def verify_credentials(self, station: domain.StationRef, creds: Credentials) -> Person:
         """Check badge + PIN. A wrong PIN is counted and committed even though the caller is refused."""
-        refusal: Refusal | None = None
         with self.store.begin() as conn:
-            row = self._badge_row(conn, creds.badge)
-            if row.locked:
-                raise Refusal(
-                    "person_locked",
-                    f"{row.name} is locked after wrong PINs; a supervisor must unlock.",
-                    403,
-                )
-            if pin_matches(row.pin_hash, creds.pin):
-                if row.failed_pins:
-                    conn.execute(
-                        update(t.users).where(t.users.c.id == row.id).values(failed_pins=0)
-                    )
-                return views.person_from_row(row)
-            failures = row.failed_pins + 1
-            locked = failures >= MAX_PIN_FAILURES
-            conn.execute(
-                update(t.users)
-                .where(t.users.c.id == row.id)
-                .values(failed_pins=failures, locked=locked)
-            )
-            audit.append(
-                conn,
-                action="pin_wrong",
-                entity=f"user:{row.id}",
-                actor=row.name,
-                station=station.name,
-                old=row.failed_pins,
-                new=failures,
-            )
-            if locked:
-                audit.append(
-                    conn,
-                    action="lock_user",
-                    entity=f"user:{row.id}",
-                    actor=None,
-                    station=station.name,
-                    old=False,
-                    new=True,
-                )
-                refusal = Refusal(
-                    "person_locked",
-                    f"Wrong PIN. {row.name} is now locked; a supervisor must unlock.",
-                    403,
-                )
-            else:
-                left = MAX_PIN_FAILURES - failures
-                refusal = Refusal(
-                    "pin_wrong",
-                    f"Wrong PIN. {left} {'try' if left == 1 else 'tries'} left before lock-out.",
-                    403,
-                )
-        raise refusal
+            checked = self._check(conn, station, creds)
+        if isinstance(checked, Refusal):
+            raise checked
+        return checked
+
+    def _check(
+        self, conn: Connection, station: domain.StationRef, creds: Credentials
+    ) -> Person | Refusal:
+        row = people.badge_row(conn, self.secret, creds.badge)
+        if row.locked:
+            return people.locked_refusal(row.name)
+        refusal = people.check_pin(conn, station, row, creds.pin)
+        if refusal is not None:
+            return refusal
+        people.remember_verifier(conn, self.secret, station, row.id, creds.badge)
+        return views.person_from_row(row)
+
+    def verify(self, station: domain.StationRef, creds: Credentials) -> Verified:
+        """Badge + PIN checked now; the ticket lets a queued signature prove it without the PIN."""
+        person = self.verify_credentials(station, creds)
+        with self.store.begin() as conn:
+            hours = people.station_config(conn, station).offline_window_hours
+            ticket, expires = people.issue_ticket(conn, station, person, self.clock(), hours)
+        return Verified(person=person, ticket=ticket, expires_at=expires)
+
+    def credential_cache(self, station: domain.StationRef) -> CredentialCache:
+        with self.store.begin() as conn:
+            return people.credential_cache(conn, self.secret, station, self.clock())
 
     def unlock(self, station: domain.StationRef, key: str, request: UnlockUser) -> tuple[int, str]:
-        def run(conn: Connection, signer: Person | None) -> WireModel:
+        def work(conn: Connection, signer: Person | None) -> WireModel:
             assert signer is not None
             rules.require_role(signer, rules.UNLOCK_ROLES, "unlock a person")
             row = conn.execute(select(t.users).where(t.users.c.id == request.user_id)).one_or_none()
@@ -294,7 +231,10 @@ class ExecutionService:
             )
             return views.person_from_row(row)
 
-        return self._idempotent(station, key, request, request.credentials, run)
+        with self.store.begin() as conn:
+            req = idempotency.Request(station, key, request, None, self.clock())
+            identify = partial(self._check, station=station, creds=request.credentials)
+            return idempotency.execute(conn, req, lambda c: identify(c), work).pair
 
     # --- reads ------------------------------------------------------------------------------------
 
@@ -308,90 +248,74 @@ class ExecutionService:
 
     # --- actions ----------------------------------------------------------------------------------
 
-    def perform(self, station: domain.StationRef, key: str, action: Action) -> tuple[int, str]:
-        """Apply `action` once per idempotency key; return (HTTP status, JSON body)."""
-
-        def run(conn: Connection, signer: Person | None) -> WireModel:
-            change = domain.Change(
-                conn=conn,
-                station=station,
-                actor=domain.load_person(conn, action.actor_id),
-                signer=signer,
-                now=self.clock(),
-                station_time=action.station_time,
-                offline=action.offline,
-            )
-            return domain.apply(change, action)
-
-        return self._idempotent(station, key, action, getattr(action, "credentials", None), run)
-
-    def _idempotent(
-        self,
-        station: domain.StationRef,
-        key: str,
-        request: WireModel,
-        creds: Credentials | None,
-        run: Callable[[Connection, Person | None], WireModel],
+    def perform(
+        self, station: domain.StationRef, key: str, action: Action, station_seq: int | None = None
     ) -> tuple[int, str]:
-        # The PIN never enters the fingerprint: a hash of a 4-digit PIN is trivially reversed.
-        fingerprint = hashlib.sha256(
-            audit.canonical(request.model_dump(mode="json", exclude={"credentials"})).encode()
-        ).hexdigest()
-        stored = self._stored_response(key, fingerprint)
-        if stored is not None:
-            return stored
-        try:
-            signer = None if creds is None else self.verify_credentials(station, creds)
-            with self.store.begin() as conn:
-                body = run(conn, signer).model_dump_json()
-                self._remember(conn, station, key, fingerprint, 200, body)
-            return 200, body
-        except Refusal as refusal:
-            body = problem_json(refusal)
-            try:
-                with self.store.begin() as conn:
-                    self._remember(conn, station, key, fingerprint, refusal.status, body)
-            except IntegrityError:
-                pass
-            return self._stored_response(key, fingerprint) or (refusal.status, body)
-        except IntegrityError:
-            # A concurrent delivery of the same key won the race; answer what it answered.
-            stored = self._stored_response(key, fingerprint)
-            if stored is None:
-                raise
-            return stored
-
-    def _stored_response(self, key: str, fingerprint: str) -> tuple[int, str] | None:
+        """Apply `action` once per idempotency key; return (HTTP status, JSON body)."""
         with self.store.begin() as conn:
-            row = conn.execute(
-                select(t.idempotency).where(t.idempotency.c.key == key)
-            ).one_or_none()
-        if row is None:
-            return None
-        if row.payload_sha256 != fingerprint:
-            raise Refusal(
-                "idempotency_key_reused",
-                "This Idempotency-Key was already used for a different request.",
-                422,
-            )
-        return int(row.status), str(row.response)
+            answer = self._perform(conn, station, key, action, station_seq, with_traveler=True)
+            if answer.status < 400 and '"traveler"' not in answer.body:
+                # First delivered inside a batch, asked again alone: add the traveler now.
+                applied = ActionApplied.model_validate_json(answer.body)
+                trav = views.load_traveler(conn, action.traveler)
+                full = ActionResult(applied=applied.applied, message=applied.message, traveler=trav)
+                return answer.status, full.model_dump_json()
+            return answer.pair
 
-    def _remember(
+    def perform_batch(self, station: domain.StationRef, batch: ActionBatch) -> BatchResult:
+        """Apply queued actions in the station's order, each on its own savepoint, in one
+        transaction: one commit (one fsync) per batch, and a refusal stops nothing."""
+        with self.store.begin() as conn:
+            outcomes = tuple(
+                self._perform(conn, station, q.key, q.action, q.station_seq).outcome(q.key)
+                for q in batch.actions
+            )
+        return BatchResult(outcomes=outcomes)
+
+    def _perform(
         self,
         conn: Connection,
         station: domain.StationRef,
         key: str,
-        fingerprint: str,
-        status: int,
-        body: str,
-    ) -> None:
-        conn.execute(
-            insert(t.idempotency).values(
-                key=key,
-                station_id=station.id,
-                payload_sha256=fingerprint,
-                status=status,
-                response=body,
-                created_at=self.clock(),
+        action: Action,
+        seq: int | None,
+        *,
+        with_traveler: bool = False,
+    ) -> idempotency.Answer:
+        now = self.clock()
+
+        def identify(conn: Connection) -> Person | Refusal | None:
+            creds = action.credentials if isinstance(action, SignedAction) else None
+            return None if creds is None else self._check(conn, station, creds)
+
+        def work(conn: Connection, verified: Person | None) -> WireModel:
+            change = domain.Change(
+                conn=conn,
+                station=station,
+                actor=domain.load_person(conn, action.actor_id),
+                signer=self._signer(conn, station, action, verified, now),
+                now=now,
+                station_time=action.station_time,
+                offline=action.offline,
             )
+            return domain.apply(change, action, with_traveler=with_traveler)
+
+        return idempotency.execute(
+            conn, idempotency.Request(station, key, action, seq, now), identify, work
         )
+
+    def _signer(
+        self,
+        conn: Connection,
+        station: domain.StationRef,
+        action: Action,
+        verified: Person | None,
+        now: datetime,
+    ) -> Person | None:
+        if not isinstance(action, SignedAction):
+            return None
+        if action.ticket is not None:
+            return people.redeem_ticket(conn, station, action.ticket, now)
+        if action.attestation is not None:
+            return people.accept_attestation(conn, station, action.attestation, action.offline, now)
+        return verified

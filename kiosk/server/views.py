@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
+from weakref import WeakKeyDictionary
 
-from sqlalchemy import Connection, RowMapping, select
+from sqlalchemy import Connection, Engine, RowMapping, Table, func, select
 
 from kiosk import rules
 from kiosk.server import schema as t
@@ -38,12 +39,43 @@ def person_from_row(row: RowMapping | Any) -> Person:
     return Person(id=row.id, name=row.name, roles=tuple(Role(r) for r in row.roles.split(",")))
 
 
-def user_names(conn: Connection) -> dict[int, str]:
-    return {r.id: r.name for r in conn.execute(select(t.users.c.id, t.users.c.name))}
+class Names(dict[int, str]):
+    """id → name for one table, refreshed when an unknown id shows up.
+
+    Names of people and stations never change once written (there is no rename), so a cache per
+    database saves two queries on every traveler read; a new person or station is a cache miss.
+    """
+
+    def __init__(self, table: Table) -> None:
+        super().__init__()
+        self.table = table
+
+    def lookup(self, conn: Connection, key: int) -> str:
+        if key not in self:
+            self.update(
+                {r.id: r.name for r in conn.execute(select(self.table.c.id, self.table.c.name))}
+            )
+        return self[key]
 
 
-def station_names(conn: Connection) -> dict[int, str]:
-    return {r.id: r.name for r in conn.execute(select(t.stations.c.id, t.stations.c.name))}
+_NAMES: WeakKeyDictionary[Engine, tuple[Names, Names]] = WeakKeyDictionary()
+
+
+class NameLookup:
+    """Person and station names for reads on one connection."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+        cached = _NAMES.get(conn.engine)
+        if cached is None:
+            cached = _NAMES[conn.engine] = (Names(t.users), Names(t.stations))
+        self._users, self._stations = cached
+
+    def user(self, user_id: int) -> str:
+        return self._users.lookup(self.conn, user_id)
+
+    def station(self, station_id: int) -> str:
+        return self._stations.lookup(self.conn, station_id)
 
 
 def traveler_row(conn: Connection, number: str, *, lock: bool = False) -> RowMapping:
@@ -57,48 +89,60 @@ def traveler_row(conn: Connection, number: str, *, lock: bool = False) -> RowMap
     return row
 
 
-def recorded_value(row: Any, users: dict[int, str], stations: dict[int, str]) -> RecordedValue:
+def recorded_value(row: Any, names: NameLookup) -> RecordedValue:
     return RecordedValue(
         id=row.id,
         value=row.value,
         passed=row.passed,
-        recorded_by=users[row.user_id],
+        recorded_by=names.user(row.user_id),
         server_time=row.server_time,
         station_time=row.station_time,
-        station=stations[row.station_id],
+        station=names.station(row.station_id),
         offline=row.offline,
     )
 
 
-def signature_manifest(row: Any, stations: dict[int, str]) -> SignatureManifest:
+def signature_manifest(row: Any, names: NameLookup) -> SignatureManifest:
     return SignatureManifest(
         id=row.id,
         signer_id=row.user_id,
         printed_name=row.printed_name,
         meaning=Meaning(row.meaning),
         server_time=row.server_time,
-        station=stations[row.station_id],
+        station=names.station(row.station_id),
         content_hash=row.content_hash,
+        station_time=row.station_time,
+        offline=row.offline,
     )
 
 
 def load_traveler(conn: Connection, number: str) -> Traveler:
-    trav = traveler_row(conn, number)
-    wo = conn.execute(select(t.work_orders).where(t.work_orders.c.id == trav.work_order_id)).one()
-    users, stations = user_names(conn), station_names(conn)
+    trav = conn.execute(
+        select(
+            t.travelers,
+            t.work_orders.c.number.label("wo_number"),
+            t.work_orders.c.part_number,
+            t.work_orders.c.part_name,
+        )
+        .join(t.work_orders, t.work_orders.c.id == t.travelers.c.work_order_id)
+        .where(t.travelers.c.number == number)
+    ).one_or_none()
+    if trav is None:
+        raise NotFound(f"Traveler {number}")
+    names = NameLookup(conn)
     ops = conn.execute(
         select(t.operations)
         .where(t.operations.c.traveler_id == trav.id)
         .order_by(t.operations.c.id)
     ).all()
-    ncr_list = _ncrs(conn, trav.id, users)
-    steps = _steps(conn, trav.id, {o.id: o for o in ops}, users, stations, ncr_list)
-    hold = _active_hold(conn, trav.id, users)
+    ncr_list = _ncrs(conn, trav.id, names)
+    steps = _steps(conn, trav.id, {o.id: o for o in ops}, names, ncr_list)
+    hold = _active_hold(conn, trav.id, names)
     return Traveler(
         number=trav.number,
-        work_order=wo.number,
-        part_number=wo.part_number,
-        part_name=wo.part_name,
+        work_order=trav.wo_number,
+        part_number=trav.part_number,
+        part_name=trav.part_name,
         serial=trav.serial,
         lot=trav.lot,
         status=traveler_status(steps, hold),
@@ -125,8 +169,7 @@ def _steps(
     conn: Connection,
     traveler_id: int,
     ops: dict[int, Any],
-    users: dict[int, str],
-    stations: dict[int, str],
+    names: NameLookup,
     ncr_list: list[tuple[Ncr, int | None]],
 ) -> tuple[Step, ...]:
     step_rows = conn.execute(
@@ -138,7 +181,7 @@ def _steps(
         .where(t.data_items.c.step_id.in_(step_ids))
         .order_by(t.data_items.c.seq)
     ).all()
-    latest = _latest_values(conn, [i.id for i in item_rows], users, stations)
+    latest, failed = _latest_values(conn, [i.id for i in item_rows], names)
     ncr_by_item = {item_id: ncr.number for ncr, item_id in ncr_list if item_id is not None}
     items_by_step: dict[int, list[DataItem]] = defaultdict(list)
     for i in item_rows:
@@ -153,10 +196,11 @@ def _steps(
                 upper=i.upper,
                 required=i.required,
                 latest=latest.get(i.id),
+                failed_before=i.id in failed,
                 ncr_number=ncr_by_item.get(i.id),
             )
         )
-    sigs = _signatures(conn, "step", step_ids, stations)
+    sigs = _signatures(conn, "step", step_ids, names)
     return tuple(
         Step(
             id=s.id,
@@ -175,21 +219,26 @@ def _steps(
 
 
 def _latest_values(
-    conn: Connection, item_ids: list[int], users: dict[int, str], stations: dict[int, str]
-) -> dict[int, RecordedValue]:
-    latest: dict[int, RecordedValue] = {}
-    rows = conn.execute(
-        select(t.recorded_values)
-        .where(t.recorded_values.c.item_id.in_(item_ids))
-        .order_by(t.recorded_values.c.id)
+    conn: Connection, item_ids: list[int], names: NameLookup
+) -> tuple[dict[int, RecordedValue], set[int]]:
+    """The latest value of each item, and the items on which any value ever failed.
+
+    Two aggregate queries rather than every value: an item may have thousands of entries.
+    """
+    rv = t.recorded_values.c
+    newest = select(func.max(rv.id)).where(rv.item_id.in_(item_ids)).group_by(rv.item_id)
+    rows = conn.execute(select(t.recorded_values).where(rv.id.in_(newest)))
+    latest = {row.item_id: recorded_value(row, names) for row in rows}
+    failed = set(
+        conn.execute(
+            select(rv.item_id).where(rv.item_id.in_(item_ids), rv.passed.is_(False)).distinct()
+        ).scalars()
     )
-    for row in rows:
-        latest[row.item_id] = recorded_value(row, users, stations)
-    return latest
+    return latest, failed
 
 
 def _signatures(
-    conn: Connection, subject: str, ids: list[int], stations: dict[int, str]
+    conn: Connection, subject: str, ids: list[int], names: NameLookup
 ) -> dict[int, list[SignatureManifest]]:
     found: dict[int, list[SignatureManifest]] = defaultdict(list)
     rows = conn.execute(
@@ -198,33 +247,28 @@ def _signatures(
         .order_by(t.signatures.c.id)
     )
     for row in rows:
-        found[row.subject_id].append(signature_manifest(row, stations))
+        found[row.subject_id].append(signature_manifest(row, names))
     return found
 
 
-def _ncrs(
-    conn: Connection, traveler_id: int, users: dict[int, str]
-) -> list[tuple[Ncr, int | None]]:
-    step_numbers = {
-        r.id: r.number
-        for r in conn.execute(
-            select(t.steps.c.id, t.steps.c.number).where(t.steps.c.traveler_id == traveler_id)
-        )
-    }
+def _ncrs(conn: Connection, traveler_id: int, names: NameLookup) -> list[tuple[Ncr, int | None]]:
     rows = conn.execute(
-        select(t.ncrs).where(t.ncrs.c.traveler_id == traveler_id).order_by(t.ncrs.c.id)
+        select(t.ncrs, t.steps.c.number.label("step_number"))
+        .outerjoin(t.steps, t.steps.c.id == t.ncrs.c.step_id)
+        .where(t.ncrs.c.traveler_id == traveler_id)
+        .order_by(t.ncrs.c.id)
     ).all()
     return [
         (
             Ncr(
                 number=r.number,
-                step_number=step_numbers.get(r.step_id) if r.step_id else None,
+                step_number=r.step_number,
                 description=r.description,
                 defect_code=r.defect_code,
                 quantity=r.quantity,
                 status="dispositioned" if r.disposition else "open",
                 disposition=r.disposition,
-                raised_by=users[r.raised_by],
+                raised_by=names.user(r.raised_by),
                 raised_at=r.raised_at,
             ),
             r.item_id,
@@ -242,7 +286,7 @@ def active_hold_row(conn: Connection, traveler_id: int) -> Any:
     ).first()
 
 
-def _active_hold(conn: Connection, traveler_id: int, users: dict[int, str]) -> Hold | None:
+def _active_hold(conn: Connection, traveler_id: int, names: NameLookup) -> Hold | None:
     row = active_hold_row(conn, traveler_id)
     if row is None:
         return None
@@ -254,7 +298,7 @@ def _active_hold(conn: Connection, traveler_id: int, users: dict[int, str]) -> H
     return Hold(
         id=row.id,
         reason=row.reason,
-        placed_by=users[row.placed_by],
+        placed_by=names.user(row.placed_by),
         placed_at=row.placed_at,
         ncr_number=ncr_number,
     )

@@ -57,12 +57,15 @@ class DataItemEntry(Vertical):
     DataItemEntry {
         height: auto;
         & > .label { padding: 0 1; text-style: bold; }
-        & > Horizontal { height: 1; }
+        /* At 80 columns the detail pane has about 36 cells beside the input: a fixed-width
+           verdict left too few for "✔ 12.702 mm · Ana Ortiz", and one line cut the rest off.
+           The verdict takes only the room it needs and both may wrap onto a second line. */
+        & > Horizontal { height: auto; }
         & Input { width: 16; margin: 0 1; }
-        & .verdict { width: 22; }
+        & .verdict { width: auto; max-width: 30; height: auto; margin-right: 1; }
         & .verdict.-good { color: $success; }
         & .verdict.-bad { color: $error; text-style: bold; }
-        & .recorded { width: 1fr; color: $foreground 70%; }
+        & .recorded { width: 1fr; height: auto; color: $foreground 70%; }
     }
     """
 
@@ -85,13 +88,15 @@ class DataItemEntry(Vertical):
         self._draft = draft
 
     def compose(self) -> ComposeResult:
-        yield Static(describe(self.item), classes="label")
+        # What people typed is shown as typed: as markup "[/]" raised an error that closed the
+        # station, and "[b]" vanished. Labels come from the ERP and are plain text too.
+        yield Static(describe(self.item), classes="label", markup=False)
         entry = Input(self._draft, placeholder=HINTS[self.item.kind], id=f"value-{self.item.id}")
         entry.cursor_blink = False
         with Horizontal():
             yield entry
-            yield Static("", classes="verdict")
-            yield Static(recorded_text(self.item), classes="recorded")
+            yield Static("", classes="verdict", markup=False)
+            yield Static(recorded_text(self.item), classes="recorded", markup=False)
 
     @property
     def value(self) -> str:

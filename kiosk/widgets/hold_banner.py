@@ -20,6 +20,16 @@ class HoldBanner(Static):
     }
     """
 
+    def __init__(
+        self,
+        *,
+        name: str | None = None,
+        id: str | None = None,  # noqa: A002 - Textual's keyword for every widget
+        classes: str | None = None,
+    ) -> None:
+        # The reason is typed text: as markup, the "[NCR-0001]" tag of an NCR hold vanished.
+        super().__init__(markup=False, name=name, id=id, classes=classes)
+
     def show_hold(self, hold: Hold | None) -> None:
         self.set_class(hold is not None, "-on-hold")
         if hold is None:

@@ -22,6 +22,17 @@ class MessageLine(Static):
     }
     """
 
+    def __init__(
+        self,
+        *,
+        name: str | None = None,
+        id: str | None = None,  # noqa: A002 - Textual's keyword for every widget
+        classes: str | None = None,
+    ) -> None:
+        # Messages quote what was scanned or typed ("Material lot [X] ..."): read as markup,
+        # brackets vanished and "[/]" raised an error that closed the station.
+        super().__init__(markup=False, name=name, id=id, classes=classes)
+
     def say(self, text: str, severity: Severity = "info") -> None:
         for name in SYMBOLS:
             self.set_class(name == severity, f"-{name}")

@@ -57,16 +57,18 @@ class StepDetail(VerticalScroll):
     def compose(self) -> ComposeResult:
         step = self.step
         kind = " · INSPECTION" if step.inspection else ""
+        # Server text (titles, instructions, values in the needs) is plain text, never markup.
         yield Static(
             f"Step {step.number} {step.title} · rev {step.revision}{kind} · {STATUS_WORDS[step.status]}",
             classes="title",
+            markup=False,
         )
-        yield Static(step.instructions, classes="instructions")
+        yield Static(step.instructions, classes="instructions", markup=False)
         editable = self._editable and step.status is StepStatus.IN_WORK
         for item in step.items:
             yield DataItemEntry(item, self._drafts.get(item.id, ""), disabled=not editable)
-        yield Static(needs_text(step), classes="needs")
-        yield Static(signatures_text(step), classes="signatures")
+        yield Static(needs_text(step), classes="needs", markup=False)
+        yield Static(signatures_text(step), classes="signatures", markup=False)
 
     def drafts(self) -> dict[int, str]:
         """What is typed and not yet recorded, per item: kept across locks and refreshes."""

@@ -1,0 +1,109 @@
+"""`kiosk enroll`: trade a one-time code for a station token, keep the token in the keyring and
+the server's address in the station config (never the token).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import tempfile
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from keyring.errors import KeyringError
+
+from kiosk.client import credentials
+from kiosk.client.api import ExecutionClient
+from kiosk.config import ConfigError, StationSettings
+from kiosk.wire import Enrollment, StationInfo
+
+_KEY_LINE = re.compile(r"^\s*([A-Za-z0-9_-]+)\s*=")
+
+
+@dataclass(frozen=True)
+class Enrolled:
+    station: StationInfo
+    keyring: str
+    config_file: Path
+
+
+def enroll(
+    server_url: str, code: str, *, config_file: Path, keyring_backend: str | None = None
+) -> Enrolled:
+    url = credentials.account(server_url)
+    # Open the keyring before spending the one-time code: an unusable keyring must not cost the
+    # admin a new code.
+    keyring = credentials.open_backend(keyring_backend)
+    enrollment = asyncio.run(_exchange(url, code))
+    try:
+        keyring.set_password(credentials.SERVICE, url, enrollment.token)
+    except KeyringError as exc:
+        raise credentials.KeyringUnusable(
+            f"the server enrolled the station but {credentials.describe(keyring)} could not "
+            f"store its token ({exc}); the code is used up: ask for a new one"
+        ) from None
+    cls = type(keyring)
+    update_config(
+        config_file,
+        {
+            "server_url": url,
+            "station_name": enrollment.station.name,
+            "work_center": enrollment.station.work_center,
+            # The station must read its token from exactly where it was stored.
+            "keyring_backend": f"{cls.__module__}.{cls.__qualname__}",
+        },
+    )
+    return Enrolled(enrollment.station, credentials.describe(keyring), config_file)
+
+
+async def _exchange(server_url: str, code: str) -> Enrollment:
+    async with ExecutionClient(server_url, None) as client:
+        return await client.enroll(code)
+
+
+def update_config(path: Path, values: Mapping[str, str]) -> None:
+    """Set top-level keys of the station's TOML file, keeping its other lines and comments."""
+    lines = path.read_text().splitlines() if path.exists() else []
+    pending = dict(values)
+    out: list[str] = []
+    for line in lines:
+        match = _KEY_LINE.match(line)
+        key = match.group(1) if match else None
+        out.append(f"{key} = {_toml_string(pending.pop(key))}" if key in pending else line)
+    out += [f"{key} = {_toml_string(value)}" for key, value in pending.items()]
+    text = "\n".join(out) + "\n"
+    _check(path, text)
+    _write_atomically(path, text)
+
+
+def _toml_string(value: str) -> str:
+    # A JSON string is a valid TOML basic string (same escapes, \uXXXX included).
+    return json.dumps(value)
+
+
+def _check(path: Path, text: str) -> None:
+    """Never leave behind a config the station cannot start with."""
+    try:
+        StationSettings.model_validate(tomllib.loads(text))
+    except (tomllib.TOMLDecodeError, ValueError) as exc:
+        raise ConfigError(f"{path}: cannot record the enrollment here ({exc})") from None
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    mode = path.stat().st_mode & 0o777 if path.exists() else 0o644
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

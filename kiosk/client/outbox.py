@@ -1,0 +1,181 @@
+"""The outbox: every action a station records is committed here first, then delivered in order.
+
+An entry is "recorded" only once its COMMIT has returned; the screen says so only after that.
+Entries are never deleted: applied ones stay as the station's own log, refused ones wait for a
+supervisor to re-do or dismiss them, and the sequence number therefore has no gaps.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Literal
+
+from pydantic import TypeAdapter
+
+from kiosk.client.local_db import LocalDb
+from kiosk.wire import Action, QueuedAction
+
+State = Literal["pending", "applied", "refused", "dismissed", "redone"]
+_ACTION: TypeAdapter[Action] = TypeAdapter(Action)
+
+
+def now_utc() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class Entry:
+    seq: int
+    key: str
+    traveler: str
+    kind: str
+    actor: str
+    action: Action
+    recorded_at: datetime
+    state: State
+    attempts: int
+    message: str | None
+    rule: str | None
+    last_error: str | None
+
+    def queued(self) -> QueuedAction:
+        return QueuedAction(key=self.key, station_seq=self.seq, action=self.action)
+
+    @property
+    def summary(self) -> str:
+        return f"#{self.seq} {self.traveler} {self.kind.replace('_', ' ')} by {self.actor}"
+
+
+def _entry(r: sqlite3.Row) -> Entry:
+    return Entry(
+        seq=r["seq"],
+        key=r["key"],
+        traveler=r["traveler"],
+        kind=r["kind"],
+        actor=r["actor"],
+        action=_ACTION.validate_json(r["payload"]),
+        recorded_at=datetime.fromisoformat(r["recorded_at"]),
+        state=r["state"],
+        attempts=r["attempts"],
+        message=r["message"],
+        rule=r["rule"],
+        last_error=r["last_error"],
+    )
+
+
+class Outbox:
+    def __init__(self, db: LocalDb) -> None:
+        self.db = db
+
+    def record(self, action: Action, actor: str) -> Entry:
+        """Commit `action` (stamped with the station's time) and return it once it is on disk."""
+        if action.station_time is None:
+            action = action.model_copy(update={"station_time": now_utc()})
+        if getattr(action, "credentials", None) is not None:
+            raise ValueError("a PIN never goes into the outbox: queue a ticket or attestation")
+        key = str(uuid.uuid4())
+        with self.db.transaction() as conn:
+            cursor = conn.execute(
+                "INSERT INTO entries (key, traveler, kind, actor, payload, recorded_at) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (
+                    key,
+                    action.traveler,
+                    action.kind,
+                    actor,
+                    action.model_dump_json(),
+                    now_utc().isoformat(),
+                ),
+            )
+            seq = cursor.lastrowid
+        assert seq is not None
+        return self.get(seq)
+
+    def get(self, seq: int) -> Entry:
+        return _entry(self.db.query("SELECT * FROM entries WHERE seq = ?", (seq,))[0])
+
+    def pending(self, limit: int = 100) -> list[Entry]:
+        rows = self.db.query(
+            "SELECT * FROM entries WHERE state = 'pending' ORDER BY seq LIMIT ?", (limit,)
+        )
+        return [_entry(r) for r in rows]
+
+    def entries(self, state: State | None = None, traveler: str | None = None) -> list[Entry]:
+        sql, params = "SELECT * FROM entries WHERE 1=1", list[object]()
+        if state is not None:
+            sql, params = sql + " AND state = ?", [*params, state]
+        if traveler is not None:
+            sql, params = sql + " AND traveler = ?", [*params, traveler]
+        return [_entry(r) for r in self.db.query(sql + " ORDER BY seq", tuple(params))]
+
+    def counts(self) -> dict[str, int]:
+        rows = self.db.query("SELECT state, COUNT(*) AS n FROM entries GROUP BY state")
+        return {r["state"]: r["n"] for r in rows}
+
+    def waiting(self) -> int:
+        return self.counts().get("pending", 0)
+
+    # --- answers from the server ------------------------------------------------------------------
+
+    def mark_applied(self, key: str, message: str | None) -> None:
+        self._answer(key, "applied", message, None)
+
+    def mark_refused(self, key: str, rule: str | None, detail: str) -> None:
+        self._answer(key, "refused", detail, rule)
+
+    def _answer(self, key: str, state: State, message: str | None, rule: str | None) -> None:
+        with self.db.transaction() as conn:
+            conn.execute(
+                "UPDATE entries SET state = ?, message = ?, rule = ?, answered_at = ? "
+                "WHERE key = ? AND state = 'pending'",
+                (state, message, rule, now_utc().isoformat(), key),
+            )
+
+    def note_failure(self, keys: list[str], error: str) -> None:
+        """A transport failure: the entries stay pending and are tried again later."""
+        with self.db.transaction() as conn:
+            conn.executemany(
+                "UPDATE entries SET attempts = attempts + 1, last_error = ? WHERE key = ?",
+                [(error, k) for k in keys],
+            )
+
+    # --- a supervisor resolves refusals --------------------------------------------------------
+
+    def dismiss(self, seq: int, supervisor: str) -> None:
+        self._resolve(seq, "dismissed", supervisor)
+
+    def redo(self, seq: int, supervisor: str, action: Action | None = None) -> Entry:
+        """Queue the refused action again under a new key (optionally corrected)."""
+        old = self.get(seq)
+        if old.state != "refused":
+            raise ValueError(f"entry #{seq} is {old.state}, not refused")
+        fresh = (action or old.action).model_copy(update={"station_time": now_utc()})
+        entry = self.record(fresh, old.actor)
+        self._resolve(seq, "redone", supervisor)
+        return entry
+
+    def _resolve(self, seq: int, state: State, supervisor: str) -> None:
+        with self.db.transaction() as conn:
+            changed = conn.execute(
+                "UPDATE entries SET state = ?, resolved_by = ? WHERE seq = ? AND state = 'refused'",
+                (state, supervisor, seq),
+            ).rowcount
+        if changed != 1:
+            raise ValueError(f"entry #{seq} is not a refused entry")
+
+    # --- sync bookkeeping -------------------------------------------------------------------------
+
+    def last_sync(self) -> datetime | None:
+        rows = self.db.query("SELECT value FROM meta WHERE key = 'last_sync'")
+        return datetime.fromisoformat(rows[0]["value"]) if rows else None
+
+    def note_sync(self) -> None:
+        with self.db.transaction() as conn:
+            conn.execute(
+                "INSERT INTO meta (key, value) VALUES ('last_sync', ?) "
+                "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                (now_utc().isoformat(),),
+            )

@@ -1,0 +1,144 @@
+"""The sender: delivers outbox entries in order, retrying transport failures with backoff.
+
+Exactly once = at least once + the server's idempotency store: an entry is retried until the
+server answers for it, and the server applies each key once. Refusals are answers, not failures:
+the entry is marked refused, kept, and the queue moves on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from kiosk.client.api import ExecutionClient
+from kiosk.client.errors import (
+    BackendError,
+    BackendUnreachable,
+    BadResponse,
+    Invalid,
+    StationNotEnrolled,
+)
+from kiosk.client.outbox import Entry, Outbox
+from kiosk.wire import ActionBatch, ActionOutcome, Problem
+
+BATCH_SIZE = 100
+
+
+@dataclass
+class SyncReport:
+    applied: int = 0
+    refused: int = 0
+    failed: str | None = None  # why delivery stopped early, if it did
+
+    @property
+    def delivered(self) -> int:
+        return self.applied + self.refused
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """Full jitter (AWS): sleep a random time up to min(cap, base * 2^attempt)."""
+
+    base: float = 0.5
+    cap: float = 60.0
+
+    def delay(self, attempt: int, rng: Callable[[], float] = random.random) -> float:
+        return rng() * min(self.cap, self.base * 2.0 ** min(attempt, 16))
+
+
+class Sender:
+    def __init__(
+        self,
+        outbox: Outbox,
+        client: ExecutionClient,
+        *,
+        backoff: Backoff = Backoff(),
+        batch_size: int = BATCH_SIZE,
+        on_change: Callable[[], None] | None = None,
+    ) -> None:
+        self.outbox = outbox
+        self.client = client
+        self.backoff = backoff
+        self.batch_size = batch_size
+        self.on_change = on_change or (lambda: None)
+        self.online: bool | None = None
+        self._wake = asyncio.Event()
+        self._failures = 0
+
+    def nudge(self) -> None:
+        """Something was recorded: deliver now rather than at the next retry."""
+        self._wake.set()
+
+    async def run(self) -> None:
+        """Deliver forever: immediately when nudged, with backoff after failures."""
+        while True:
+            report = await self.deliver()
+            if report.failed is None:
+                self._failures = 0
+                wait = 30.0  # idle: look again now and then, or sooner when nudged
+            else:
+                self._failures += 1
+                wait = self.backoff.delay(self._failures)
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=wait)
+
+    async def deliver(self, progress: Callable[[int], None] | None = None) -> SyncReport:
+        """Send everything pending, oldest first, until done or the server cannot be reached."""
+        report = SyncReport()
+        while True:
+            batch = await asyncio.to_thread(self.outbox.pending, self.batch_size)
+            if not batch:
+                await asyncio.to_thread(self.outbox.note_sync)
+                return report
+            try:
+                outcomes = await self._send(batch)
+            except (BackendUnreachable, BadResponse, StationNotEnrolled) as exc:
+                await asyncio.to_thread(
+                    self.outbox.note_failure, [e.key for e in batch], exc.detail
+                )
+                self._set_online(not isinstance(exc, BackendUnreachable))
+                report.failed = exc.detail
+                return report
+            self._set_online(True)
+            await asyncio.to_thread(self._record_outcomes, outcomes, report)
+            self.on_change()
+            if progress is not None:
+                progress(report.delivered)
+
+    async def _send(self, batch: list[Entry]) -> list[ActionOutcome]:
+        try:
+            result = await self.client.deliver(
+                ActionBatch(actions=tuple(e.queued() for e in batch))
+            )
+        except Invalid as exc:
+            # The batch as a whole was unreadable to the server (a newer rule, a changed model):
+            # answer for the head entry alone so one bad entry cannot wedge the queue.
+            if len(batch) > 1:
+                return await self._send(batch[:1])
+            return [_refusal(batch[0].key, exc)]
+        return list(result.outcomes)
+
+    def _record_outcomes(self, outcomes: list[ActionOutcome], report: SyncReport) -> None:
+        for outcome in outcomes:
+            if outcome.status < 400:
+                self.outbox.mark_applied(outcome.key, outcome.message)
+                report.applied += 1
+            else:
+                problem = outcome.problem
+                detail = problem.detail if problem else f"refused ({outcome.status})"
+                self.outbox.mark_refused(outcome.key, problem.rule if problem else None, detail)
+                report.refused += 1
+
+    def _set_online(self, online: bool) -> None:
+        if online != self.online:
+            self.online = online
+            self.on_change()
+
+
+def _refusal(key: str, exc: BackendError) -> ActionOutcome:
+    problem = Problem(title="Refused", status=exc.status or 422, detail=exc.detail, rule=exc.rule)
+    return ActionOutcome(key=key, status=problem.status, problem=problem)

@@ -1,0 +1,149 @@
+"""Exactly-once execution: each Idempotency-Key is applied once and its answer kept forever.
+
+The key, the station's sequence number, the effect and the audit records commit together. An
+action runs inside a SAVEPOINT, so a refusal rolls back its effect alone while the answer (the
+refusal) is still stored: a batch of actions shares one transaction, and one fsync.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import Connection, insert, select
+from sqlalchemy.exc import IntegrityError
+
+from kiosk.rules import Refusal
+from kiosk.server import audit
+from kiosk.server import schema as t
+from kiosk.server.domain import StationRef
+from kiosk.wire import ActionOutcome, Person, Problem, WireModel
+
+
+@dataclass(frozen=True)
+class Answer:
+    """The server's answer to one request: HTTP status, JSON body, and its one-line message."""
+
+    status: int
+    body: str
+    message: str | None = None
+
+    @property
+    def pair(self) -> tuple[int, str]:
+        return self.status, self.body
+
+    def outcome(self, key: str) -> ActionOutcome:
+        if self.status < 400:
+            return ActionOutcome(key=key, status=self.status, message=self.message)
+        return ActionOutcome(
+            key=key, status=self.status, problem=Problem.model_validate_json(self.body)
+        )
+
+
+def problem_json(refusal: Refusal) -> str:
+    return Problem(
+        type=f"urn:kiosk:rule:{refusal.rule}",
+        title=refusal.rule.replace("_", " ").capitalize(),
+        status=refusal.status,
+        detail=refusal.detail,
+        rule=refusal.rule,
+    ).model_dump_json()
+
+
+def fingerprint(request: WireModel) -> str:
+    # The PIN never enters the fingerprint: a hash of a 4-digit PIN is trivially reversed.
+    payload = request.model_dump(mode="json", exclude={"credentials"})
+    return hashlib.sha256(audit.canonical(payload).encode()).hexdigest()
+
+
+def stored(conn: Connection, key: str, print_: str) -> Answer | None:
+    row = conn.execute(select(t.idempotency).where(t.idempotency.c.key == key)).one_or_none()
+    if row is None:
+        return None
+    if row.payload_sha256 != print_:
+        raise Refusal(
+            "idempotency_key_reused",
+            "This Idempotency-Key was already used for a different request.",
+            422,
+        )
+    return Answer(int(row.status), str(row.response), _message(str(row.response)))
+
+
+def _message(body: str) -> str | None:
+    try:
+        message = json.loads(body).get("message")
+    except (ValueError, AttributeError):
+        return None
+    return message if isinstance(message, str) else None
+
+
+Identify = Callable[[Connection], Person | Refusal | None]
+Work = Callable[[Connection, Person | None], WireModel]
+
+
+@dataclass(frozen=True)
+class Request:
+    station: StationRef
+    key: str
+    body: WireModel
+    seq: int | None
+    now: datetime
+
+
+def execute(conn: Connection, request: Request, identify: Identify, work: Work) -> Answer:
+    """Apply `work` once for `request.key` inside the caller's transaction.
+
+    `identify` checks badge + PIN before the savepoint, so a wrong PIN is counted even though the
+    request is refused.
+    """
+    print_ = fingerprint(request.body)
+    try:
+        earlier = stored(conn, request.key, print_)
+    except Refusal as refusal:
+        return Answer(refusal.status, problem_json(refusal))
+    if earlier is not None:
+        return earlier
+    try:
+        verified = identify(conn)
+        if isinstance(verified, Refusal):
+            raise verified
+        with conn.begin_nested():
+            result = work(conn, verified)
+            answer = Answer(200, result.model_dump_json(), getattr(result, "message", None))
+            _remember(conn, request, print_, answer)
+        return answer
+    except Refusal as refusal:
+        answer = Answer(refusal.status, problem_json(refusal))
+        try:
+            with conn.begin_nested():
+                _remember(conn, request, print_, answer)
+        except IntegrityError:
+            return _concurrent(conn, request.key, print_)
+        return answer
+    except IntegrityError:
+        return _concurrent(conn, request.key, print_)
+
+
+def _concurrent(conn: Connection, key: str, print_: str) -> Answer:
+    """Another server process delivered the same key at the same moment: answer what it answered."""
+    earlier = stored(conn, key, print_)
+    if earlier is None:
+        raise RuntimeError(f"idempotency conflict on {key} without a stored answer")
+    return earlier
+
+
+def _remember(conn: Connection, request: Request, print_: str, answer: Answer) -> None:
+    conn.execute(
+        insert(t.idempotency).values(
+            key=request.key,
+            station_id=request.station.id,
+            station_seq=request.seq,
+            payload_sha256=print_,
+            status=answer.status,
+            response=answer.body,
+            created_at=request.now,
+        )
+    )

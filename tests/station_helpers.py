@@ -1,0 +1,121 @@
+"""More helpers for driving the station in tests: what the screen says, signing, a stoppable server.
+
+`tests/station.py` starts the app and feeds it keys; these read back what a person would see and
+wrap the moves that every flow repeats (enter a value, sign with badge + PIN).
+"""
+
+from __future__ import annotations
+
+import io
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import uvicorn
+from rich.console import Console
+from textual.app import App
+from textual.pilot import Pilot
+from textual.widget import Widget
+from textual.widgets import Input
+
+from kiosk.server.app import create_app
+from kiosk.server.service import ExecutionService
+from tests.conftest import free_port
+from tests.station import burst, settle, typed
+
+
+def screen_text(app: App[Any]) -> str:
+    """The whole terminal as plain text, exactly as drawn (the same render as a screenshot)."""
+    width, height = app.size
+    console = Console(
+        width=width,
+        height=height,
+        file=io.StringIO(),
+        force_terminal=True,
+        color_system="truecolor",
+        record=True,
+        legacy_windows=False,
+        safe_box=False,
+    )
+    console.print(
+        app.screen._compositor.render_update(full=True, screen_stack=app._background_screens)
+    )
+    return console.export_text()
+
+
+def text_of(widget: Widget) -> str:
+    """What a Static-like widget shows, as plain text."""
+    return str(widget.render())
+
+
+def message(app: App[Any]) -> str:
+    """The top screen's message line (`#message`), or a modal's error line (`#error`)."""
+    found = app.screen.query("#message, #error")
+    return text_of(found.first()) if found else ""
+
+
+def focused_input(app: App[Any]) -> Input:
+    focused = app.focused
+    assert isinstance(focused, Input), f"focus is on {focused!r}, not on an input"
+    return focused
+
+
+async def enter_value(pilot: Pilot[int], text: str) -> None:
+    """A person types `text` into the focused field and presses Enter."""
+    await typed(pilot, text)
+    await pilot.press("enter")
+    await settle(pilot)
+
+
+async def sign_with(pilot: Pilot[int], badge: str, pin: str) -> None:
+    """In an open sign-off prompt: scan the badge (reader burst), type the PIN, press Enter."""
+    await burst(pilot, badge)
+    await typed(pilot, pin)
+    await pilot.press("enter")
+    await settle(pilot)
+
+
+@dataclass
+class StoppableServer:
+    """The real reference server on a loopback port that a test may stop halfway."""
+
+    url: str
+    service: ExecutionService
+    _server: uvicorn.Server
+    _thread: threading.Thread
+
+    def token(self) -> str:
+        from kiosk.server import demo
+
+        return self.service.local_station_token(demo.DEMO_STATION, demo.WORK_CENTER)
+
+    def stop(self) -> None:
+        self._server.should_exit = True
+        self._thread.join(10)
+        assert not self._thread.is_alive(), "test server did not stop"
+
+
+@contextmanager
+def stoppable_server(service: ExecutionService) -> Iterator[StoppableServer]:
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(
+            create_app(service), host="127.0.0.1", port=port, log_level="warning", lifespan="off"
+        )
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("test server did not start")
+        time.sleep(0.01)
+    live = StoppableServer(f"http://127.0.0.1:{port}", service, server, thread)
+    try:
+        yield live
+    finally:
+        if thread.is_alive():
+            live.stop()

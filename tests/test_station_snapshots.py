@@ -1,0 +1,191 @@
+"""Every station screen as an SVG snapshot, at 80x24 and 120x40, in each station theme.
+
+Each test drives the app against the real server to the screen it shows, then takes one screenshot
+per theme inside the running test (`app.export_screenshot()` compared by syrupy, as harlequin does).
+Deterministic by construction: the station clock is frozen (tests/station.py), cursors do not blink,
+animations are off (tests/conftest.py), and no screen shown carries a server time.
+
+Update after a deliberate change with `pytest tests/test_station_snapshots.py --snapshot-update`,
+then look at the changed SVGs before committing them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import pytest
+from pytest_textual_snapshot import SVGImageExtension
+from syrupy.assertion import SnapshotAssertion
+from textual.pilot import Pilot
+
+from kiosk import themes
+from kiosk.screens.badge import BadgeScreen
+from kiosk.screens.ncr import NcrScreen
+from kiosk.screens.queue import QueueScreen
+from kiosk.screens.sign_off import SignOffScreen
+from kiosk.screens.traveler import TravelerScreen
+from tests.conftest import LiveServer
+from tests.station import burst, running, settle, typed
+from tests.station_helpers import enter_value, screen_text
+
+pytestmark = pytest.mark.parametrize("plant", ["sqlite"], indirect=True)
+
+SIZES = [pytest.param((80, 24), id="80x24"), pytest.param((120, 40), id="120x40")]
+
+Drive = Callable[[Pilot[int]], Awaitable[None]]
+
+
+async def shoot(
+    live_server: LiveServer,
+    tmp_path: Path,
+    size: tuple[int, int],
+    snapshot: SnapshotAssertion,
+    drive: Drive,
+    screen: type,
+) -> None:
+    """Drive the app to a screen, then compare one screenshot per theme."""
+    svg = snapshot.use_extension(SVGImageExtension)
+    async with running(live_server.url, live_server.token(), tmp_path, size=size) as pilot:
+        app = pilot.app
+        await drive(pilot)
+        assert isinstance(app.screen, screen), f"expected {screen.__name__}, got {app.screen!r}"
+        # Signature manifestations carry the server's time: a snapshot must never show one.
+        assert " UTC" not in screen_text(app)
+        mismatched = []
+        for theme in themes.THEMES:
+            app.theme = theme
+            await settle(pilot)
+            if svg(name=theme) != app.export_screenshot():
+                mismatched.append(theme)
+        assert not mismatched, f"screenshots differ for {mismatched} (see snapshot_report.html)"
+
+
+async def nothing(_pilot: Pilot[int]) -> None:
+    """The station as it starts: the badge screen."""
+
+
+async def signed_in(pilot: Pilot[int]) -> None:
+    await burst(pilot, "10001")
+
+
+async def step_in_work(pilot: Pilot[int]) -> None:
+    """TRV-1002 step 20.1 in work: wrench recorded, an in-tolerance torque typed, not entered."""
+    await burst(pilot, "10001")
+    await burst(pilot, "TRV-1002")
+    await pilot.press("f2")
+    await settle(pilot)
+    await burst(pilot, "TL-0001")
+    await typed(pilot, "12.5")
+    await settle(pilot)
+
+
+async def sign_off_prompt(pilot: Pilot[int]) -> None:
+    """TRV-1001 step 10.1 with both items recorded, F5 pressed."""
+    await burst(pilot, "10001")
+    await burst(pilot, "TRV-1001")
+    await pilot.press("f2")
+    await settle(pilot)
+    await burst(pilot, "LOT-A100")
+    await enter_value(pilot, "ack")
+    await pilot.press("f5")
+    await settle(pilot)
+
+
+async def ncr_prompt(pilot: Pilot[int]) -> None:
+    """An out-of-tolerance torque on TRV-1002 20.1: the NCR prompt opens by itself."""
+    await burst(pilot, "10001")
+    await burst(pilot, "TRV-1002")
+    await pilot.press("f2")
+    await settle(pilot)
+    await burst(pilot, "TL-0001")
+    await enter_value(pilot, "15")
+
+
+async def on_hold(pilot: Pilot[int]) -> None:
+    await burst(pilot, "10001")
+    await burst(pilot, "TRV-1003")
+
+
+async def locked(pilot: Pilot[int]) -> None:
+    """Ana walked away from TRV-1001 with a value typed: the idle lock covers it."""
+    await burst(pilot, "10001")
+    await burst(pilot, "TRV-1001")
+    await pilot.press("f2")
+    await settle(pilot)
+    await typed(pilot, "LOT-A1")
+    pilot.app.lock_station()
+    await settle(pilot)
+
+
+@pytest.mark.parametrize("size", SIZES)
+class TestScreens:
+    async def test_badge(
+        self,
+        live_server: LiveServer,
+        tmp_path: Path,
+        size: tuple[int, int],
+        snapshot: SnapshotAssertion,
+    ) -> None:
+        """Badge screen: nobody signed in."""
+        await shoot(live_server, tmp_path, size, snapshot, nothing, BadgeScreen)
+
+    async def test_queue(
+        self,
+        live_server: LiveServer,
+        tmp_path: Path,
+        size: tuple[int, int],
+        snapshot: SnapshotAssertion,
+    ) -> None:
+        """Work queue after Ana badged in."""
+        await shoot(live_server, tmp_path, size, snapshot, signed_in, QueueScreen)
+
+    async def test_traveler_step_in_work(
+        self,
+        live_server: LiveServer,
+        tmp_path: Path,
+        size: tuple[int, int],
+        snapshot: SnapshotAssertion,
+    ) -> None:
+        """Traveler screen with a step in work and a live in-tolerance verdict."""
+        await shoot(live_server, tmp_path, size, snapshot, step_in_work, TravelerScreen)
+
+    async def test_sign_off(
+        self,
+        live_server: LiveServer,
+        tmp_path: Path,
+        size: tuple[int, int],
+        snapshot: SnapshotAssertion,
+    ) -> None:
+        """Sign-off prompt over the traveler: meaning, summary, badge and PIN."""
+        await shoot(live_server, tmp_path, size, snapshot, sign_off_prompt, SignOffScreen)
+
+    async def test_ncr(
+        self,
+        live_server: LiveServer,
+        tmp_path: Path,
+        size: tuple[int, int],
+        snapshot: SnapshotAssertion,
+    ) -> None:
+        """NCR prompt offered after an out-of-tolerance torque."""
+        await shoot(live_server, tmp_path, size, snapshot, ncr_prompt, NcrScreen)
+
+    async def test_hold_banner(
+        self,
+        live_server: LiveServer,
+        tmp_path: Path,
+        size: tuple[int, int],
+        snapshot: SnapshotAssertion,
+    ) -> None:
+        """TRV-1003 on hold: the banner with its reason, inputs disabled."""
+        await shoot(live_server, tmp_path, size, snapshot, on_hold, TravelerScreen)
+
+    async def test_locked(
+        self,
+        live_server: LiveServer,
+        tmp_path: Path,
+        size: tuple[int, int],
+        snapshot: SnapshotAssertion,
+    ) -> None:
+        """Idle lock over Ana's traveler."""
+        await shoot(live_server, tmp_path, size, snapshot, locked, BadgeScreen)
