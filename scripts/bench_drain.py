@@ -27,7 +27,7 @@ from kiosk.client.sender import Sender  # noqa: E402
 from kiosk.client.station_db import open_outbox  # noqa: E402
 from kiosk.server import erp  # noqa: E402
 from kiosk.server.app import ServerConfig, open_service  # noqa: E402
-from kiosk.wire import ItemKind, RecordValue, StartStep  # noqa: E402
+from kiosk.wire import ItemKind, Person, RecordValue, Role, StartStep  # noqa: E402
 
 
 def raw_insert_rate(directory: Path, rows: int = 2000) -> float:
@@ -65,7 +65,9 @@ def seeded_plant(directory: Path) -> tuple[ServerConfig, str, int, int, int]:
     station = svc.authenticate(token)
     ana = svc.login(station, "10001")
     step = svc.traveler("TRV-B1").steps[0]
-    svc.perform(station, "bench-start", StartStep(actor_id=ana.id, traveler="TRV-B1", step_id=step.id))
+    svc.perform(
+        station, "bench-start", StartStep(actor_id=ana.id, traveler="TRV-B1", step_id=step.id)
+    )
     svc.store.dispose()
     return config, token, ana.id, step.items[0].id, station.id
 
@@ -97,9 +99,13 @@ def main() -> None:
         config, token, actor, item, _ = seeded_plant(directory)
         station_dir = directory / "station"
         outbox = open_outbox(station_dir)
+        operator = Person(id=actor, name="Ana Ortiz", roles=(Role.OPERATOR,))
         start = time.perf_counter()
         for n in range(args.actions):
-            outbox.record(RecordValue(actor_id=actor, traveler="TRV-B1", item_id=item, value=f"n{n}"), "bench")
+            outbox.record(
+                RecordValue(actor_id=actor, traveler="TRV-B1", item_id=item, value=f"n{n}"),
+                operator,
+            )
         record_rate = args.actions / (time.perf_counter() - start)
         port = free_port()
         server = subprocess.Popen(
@@ -118,9 +124,13 @@ def main() -> None:
             server.terminate()
             server.wait()
     rate = args.actions / elapsed
-    print(f"raw SQLite insert+fsync, one row per commit: {ceiling:8.0f} rows/s   (ceiling, same disk)")
+    print(
+        f"raw SQLite insert+fsync, one row per commit: {ceiling:8.0f} rows/s   (ceiling, same disk)"
+    )
     print(f"station outbox record (commit per action):   {record_rate:8.0f} actions/s")
-    print(f"drain {args.actions} actions to the server:      {rate:8.0f} actions/s   in {elapsed:.1f} s")
+    print(
+        f"drain {args.actions} actions to the server:      {rate:8.0f} actions/s   in {elapsed:.1f} s"
+    )
     print(f"drain rate / raw insert ceiling:             {rate / ceiling:8.2f}x")
     print(f"target: {args.actions} in under 30 s: {'met' if elapsed < 30 else 'NOT met'}")
 

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from kiosk.client.station_db import open_outbox
-from kiosk.wire import RecordValue
+from kiosk.wire import Person, RecordValue, Role
 
 
 def main() -> None:
@@ -19,8 +19,12 @@ def main() -> None:
     outbox = open_outbox(Path(data_dir))
     start = sum(outbox.counts().values())  # notes are numbered on from the previous runs
     for n in range(start, start + int(count)):
-        action = RecordValue(actor_id=int(actor_id), traveler=traveler, item_id=int(item_id), value=f"note {n}")
-        entry = outbox.record(action, "worker")
+        action = RecordValue(
+            actor_id=int(actor_id), traveler=traveler, item_id=int(item_id), value=f"note {n}"
+        )
+        entry = outbox.record(
+            action, Person(id=int(actor_id), name="Ana Ortiz", roles=(Role.OPERATOR,))
+        )
         sys.stdout.write(f"{entry.seq} {entry.key}\n")
         sys.stdout.flush()
 

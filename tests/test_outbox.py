@@ -25,11 +25,21 @@ from kiosk.client.station_db import open_outbox, station_db_path
 from kiosk.server import erp
 from kiosk.server import schema as t
 from kiosk.server.service import ExecutionService
-from kiosk.wire import Credentials, ItemKind, PlaceHold, RecordValue, ReleaseHold, StartStep
+from kiosk.wire import (
+    Credentials,
+    ItemKind,
+    Person,
+    PlaceHold,
+    RecordValue,
+    ReleaseHold,
+    Role,
+    StartStep,
+)
 from tests.conftest import LiveServer, Plant, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 FAST = Backoff(base=0.05, cap=0.4)
+ANA = Person(id=1, name="Ana Ortiz", roles=(Role.OPERATOR,))
 
 NOTE_PLANT = erp.PlantImport(
     work_orders=[
@@ -72,12 +82,16 @@ class NoteStep:
         step = service.traveler("TRV-9001").steps[0]
         self.item_id = step.items[0].id
         status, _ = service.perform(
-            self.station, "start-9001", StartStep(actor_id=self.ana.id, traveler="TRV-9001", step_id=step.id)
+            self.station,
+            "start-9001",
+            StartStep(actor_id=self.ana.id, traveler="TRV-9001", step_id=step.id),
         )
         assert status == 200
 
     def note(self, n: int) -> RecordValue:
-        return RecordValue(actor_id=self.ana.id, traveler="TRV-9001", item_id=self.item_id, value=f"note {n}")
+        return RecordValue(
+            actor_id=self.ana.id, traveler="TRV-9001", item_id=self.item_id, value=f"note {n}"
+        )
 
     def server_notes(self) -> list[str]:
         with self.service.store.begin() as conn:
@@ -94,7 +108,10 @@ class NoteStep:
         with self.service.store.begin() as conn:
             rows = conn.execute(
                 select(t.idempotency.c.station_seq, t.idempotency.c.key, t.idempotency.c.status)
-                .where(t.idempotency.c.station_id == self.station.id, t.idempotency.c.station_seq.is_not(None))
+                .where(
+                    t.idempotency.c.station_id == self.station.id,
+                    t.idempotency.c.station_seq.is_not(None),
+                )
                 .order_by(t.idempotency.c.station_seq)
             ).all()
         return [(r.station_seq, r.key, r.status) for r in rows]
@@ -105,7 +122,9 @@ def notes(service: ExecutionService) -> NoteStep:
     return NoteStep(service)
 
 
-def assert_exactly_once_in_order(notes: NoteStep, confirmed: dict[int, str], outbox_rows: int) -> None:
+def assert_exactly_once_in_order(
+    notes: NoteStep, confirmed: dict[int, str], outbox_rows: int
+) -> None:
     delivered = notes.delivered()
     seqs = [seq for seq, _, _ in delivered]
     assert seqs == list(range(1, outbox_rows + 1)), "station sequence has gaps or repeats"
@@ -269,7 +288,7 @@ async def test_outage_and_lost_responses_lose_nothing_and_apply_nothing_twice(
         sender = Sender(outbox, client, backoff=FAST, batch_size=50)
         delivery = asyncio.create_task(sender.run())
         for n in range(1000):
-            entry = await asyncio.to_thread(outbox.record, notes.note(n), "Ana Ortiz")
+            entry = await asyncio.to_thread(outbox.record, notes.note(n), notes.ana)
             confirmed[entry.seq] = entry.key
             sender.nudge()
             if n == 250:
@@ -301,10 +320,12 @@ async def test_actions_refused_after_a_hold_are_kept_with_the_reason_and_nothing
     outbox = open_outbox(tmp_path)
     before = notes.server_notes()
     for n in range(5):  # recorded while the station is offline
-        outbox.record(notes.note(n), "Ana Ortiz")
+        outbox.record(notes.note(n), notes.ana)
     sam = notes.service.login(notes.station, "30001")
     status, _ = notes.service.perform(
-        notes.station, "hold-9001", PlaceHold(actor_id=sam.id, traveler="TRV-9001", reason="Suspect gauge R&R")
+        notes.station,
+        "hold-9001",
+        PlaceHold(actor_id=sam.id, traveler="TRV-9001", reason="Suspect gauge R&R"),
     )
     assert status == 200
     async with ExecutionClient(live_server.url, notes.token) as client:
@@ -312,7 +333,9 @@ async def test_actions_refused_after_a_hold_are_kept_with_the_reason_and_nothing
     assert (report.applied, report.refused) == (0, 5)
     refused = outbox.entries("refused")
     assert len(refused) == 5
-    assert all(e.rule == "traveler_on_hold" and "Suspect gauge R&R" in (e.message or "") for e in refused)
+    assert all(
+        e.rule == "traveler_on_hold" and "Suspect gauge R&R" in (e.message or "") for e in refused
+    )
     assert notes.server_notes() == before
 
     # A supervisor dismisses one and re-does the rest once the hold is lifted: nothing is lost.
@@ -339,7 +362,7 @@ def test_outbox_never_takes_a_pin(tmp_path: Path) -> None:
     signing = SignStep(actor_id=1, traveler="TRV-1001", step_id=1, meaning=Meaning.PERFORMED,
                        credentials=Credentials(badge="10001", pin="1111"))  # fmt: skip
     with pytest.raises(ValueError, match="PIN"):
-        outbox.record(signing, "Ana Ortiz")
+        outbox.record(signing, ANA)
     assert outbox.counts() == {}
     assert b"1111" not in station_db_path(tmp_path).read_bytes()
 
@@ -348,4 +371,3 @@ def test_synchronous_full_on_every_connection(tmp_path: Path) -> None:
     outbox = open_outbox(tmp_path)
     assert outbox.db.query("PRAGMA synchronous")[0][0] == 2
     assert outbox.db.query("PRAGMA journal_mode")[0][0] == "wal"
-

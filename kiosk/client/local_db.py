@@ -19,7 +19,9 @@ CREATE TABLE IF NOT EXISTS entries (
     key TEXT NOT NULL UNIQUE,                -- idempotency key sent with the action
     traveler TEXT NOT NULL,
     kind TEXT NOT NULL,
-    actor TEXT NOT NULL,
+    actor TEXT NOT NULL,                     -- name of who recorded it
+    person TEXT NOT NULL,                    -- who recorded it, with roles (JSON), for the screen
+    signer TEXT,                             -- who signed (name and id), for the screen; no PIN
     payload TEXT NOT NULL,                   -- the action as JSON; never a PIN
     recorded_at TEXT NOT NULL,
     state TEXT NOT NULL DEFAULT 'pending',   -- pending, applied, refused, dismissed, redone

@@ -16,7 +16,7 @@ from typing import Literal
 from pydantic import TypeAdapter
 
 from kiosk.client.local_db import LocalDb
-from kiosk.wire import Action, QueuedAction
+from kiosk.wire import Action, Person, QueuedAction
 
 State = Literal["pending", "applied", "refused", "dismissed", "redone"]
 _ACTION: TypeAdapter[Action] = TypeAdapter(Action)
@@ -40,6 +40,10 @@ class Entry:
     message: str | None
     rule: str | None
     last_error: str | None
+    person: Person
+    """Who recorded it, with roles: pending entries are re-applied to the screen under the rules."""
+    signer: Person | None = None
+    """Who signed, for a signature: shown on this station until the server confirms it."""
 
     def queued(self) -> QueuedAction:
         return QueuedAction(key=self.key, station_seq=self.seq, action=self.action)
@@ -63,6 +67,8 @@ def _entry(r: sqlite3.Row) -> Entry:
         message=r["message"],
         rule=r["rule"],
         last_error=r["last_error"],
+        person=Person.model_validate_json(r["person"]),
+        signer=Person.model_validate_json(r["signer"]) if r["signer"] else None,
     )
 
 
@@ -70,7 +76,7 @@ class Outbox:
     def __init__(self, db: LocalDb) -> None:
         self.db = db
 
-    def record(self, action: Action, actor: str) -> Entry:
+    def record(self, action: Action, actor: Person, signer: Person | None = None) -> Entry:
         """Commit `action` (stamped with the station's time) and return it once it is on disk."""
         if action.station_time is None:
             action = action.model_copy(update={"station_time": now_utc()})
@@ -79,13 +85,15 @@ class Outbox:
         key = str(uuid.uuid4())
         with self.db.transaction() as conn:
             cursor = conn.execute(
-                "INSERT INTO entries (key, traveler, kind, actor, payload, recorded_at) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
+                "INSERT INTO entries (key, traveler, kind, actor, person, signer, payload, "
+                "recorded_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     key,
                     action.traveler,
                     action.kind,
-                    actor,
+                    actor.name,
+                    actor.model_dump_json(),
+                    signer.model_dump_json() if signer else None,
                     action.model_dump_json(),
                     now_utc().isoformat(),
                 ),
@@ -153,7 +161,7 @@ class Outbox:
         if old.state != "refused":
             raise ValueError(f"entry #{seq} is {old.state}, not refused")
         fresh = (action or old.action).model_copy(update={"station_time": now_utc()})
-        entry = self.record(fresh, old.actor)
+        entry = self.record(fresh, old.person, old.signer)
         self._resolve(seq, "redone", supervisor)
         return entry
 

@@ -100,10 +100,10 @@ class Sender:
                 await asyncio.to_thread(
                     self.outbox.note_failure, [e.key for e in batch], exc.detail
                 )
-                self._set_online(not isinstance(exc, BackendUnreachable))
+                self.set_online(not isinstance(exc, BackendUnreachable))
                 report.failed = exc.detail
                 return report
-            self._set_online(True)
+            self.set_online(True)
             await asyncio.to_thread(self._record_outcomes, outcomes, report)
             self.on_change()
             if progress is not None:
@@ -133,7 +133,7 @@ class Sender:
                 self.outbox.mark_refused(outcome.key, problem.rule if problem else None, detail)
                 report.refused += 1
 
-    def _set_online(self, online: bool) -> None:
+    def set_online(self, online: bool) -> None:
         if online != self.online:
             self.online = online
             self.on_change()

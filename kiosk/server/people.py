@@ -25,6 +25,9 @@ from kiosk.wire import (
 )
 
 MAX_PIN_FAILURES = 5
+# Station clocks drift; `kiosk doctor` flags more than a minute. Offline signatures get this much
+# slack against the server's clock before their timing counts as outside the window.
+CLOCK_SKEW_MICROS = 5 * 60 * 1_000_000
 
 
 def locked_refusal(name: str) -> Refusal:
@@ -244,12 +247,12 @@ def accept_attestation(
     ).scalars()
     signed = audit.micros(proof.verified_at)
     assert signed is not None
+    span, skew = int(window.total_seconds() * 1_000_000), CLOCK_SKEW_MICROS
     valid = any(
-        (start := audit.micros(at)) is not None
-        and start <= signed <= start + int(window.total_seconds() * 1_000_000)
+        (start := audit.micros(at)) is not None and start - skew <= signed <= start + span
         for at in issued
     )
-    if not valid or signed > (audit.micros(now) or 0) + 300_000_000:
+    if not valid or signed > (audit.micros(now) or 0) + skew:
         raise Refusal(
             "offline_window_expired",
             "This offline signature was made outside the station's credential window; "

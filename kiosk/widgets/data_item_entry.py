@@ -46,8 +46,9 @@ def recorded_text(item: DataItem) -> str:
     if latest is None:
         return "not recorded"
     mark = {True: "✔", False: "✘", None: "•"}[latest.passed]
+    value = f"{latest.value} {item.unit}" if item.unit else latest.value
     ncr = f" {item.ncr_number}" if item.ncr_number else ""
-    return f"{mark} {latest.value} {item.unit or ''}· {latest.recorded_by}{ncr}".replace("  ", " ")
+    return f"{mark} {value} · {latest.recorded_by}{ncr}"
 
 
 class DataItemEntry(Vertical):
