@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import time
 from collections.abc import Callable
 from datetime import datetime
 from typing import ClassVar
@@ -57,6 +58,7 @@ class KioskApp(App[int], inherit_bindings=False):
         self.info: StationInfo | None = None
         self.clock = clock or (lambda: datetime.now().astimezone())
         self._idle: Timer | None = None
+        self._last_input = time.monotonic()
         self.wedge = WedgeInput()
         self.scan_rules: ScanRules = DEFAULT_RULES
         self._wedge_timer: Timer | None = None
@@ -176,9 +178,24 @@ class KioskApp(App[int], inherit_bindings=False):
         return float(self.info.config.idle_lock_seconds if self.info else 180)
 
     def start_idle_timer(self) -> None:
+        self._last_input = time.monotonic()
+        self._arm_idle(self.idle_seconds)
+
+    def _arm_idle(self, delay: float) -> None:
         if self._idle is not None:
             self._idle.stop()
-        self._idle = self.set_timer(self.idle_seconds, self.lock_station)
+        self._idle = self.set_timer(delay, self._idle_check)
+
+    def _idle_check(self) -> None:
+        # Keys only note the time; the timer re-arms for whatever idle time is left. Textual's
+        # Timer.reset() restarts only once the current wait has run out, which let a station
+        # stay open for up to twice its idle time after the last key.
+        left = self.idle_seconds - (time.monotonic() - self._last_input)
+        if left > 0:
+            self._arm_idle(left)
+        else:
+            self._idle = None
+            self.lock_station()
 
     def lock_station(self) -> None:
         """Idle too long: cover everything with the badge screen; unsaved entries stay put."""
@@ -192,8 +209,8 @@ class KioskApp(App[int], inherit_bindings=False):
 
     async def on_event(self, event: events.Event) -> None:
         """The one place that sees every key first: idle timer, then scanner detection."""
-        if isinstance(event, events.InputEvent) and self._idle is not None:
-            self._idle.reset()
+        if isinstance(event, events.InputEvent):
+            self._last_input = time.monotonic()
         if isinstance(event, events.Key) and not event.is_forwarded:
             await self._settle(self.wedge.feed(event))
             return

@@ -186,9 +186,10 @@ def check_clock(answer: ServerAnswer | None, embedded: bool) -> Check:
         return Check(False, "clock skew unknown", "the server did not answer: fix that first")
     if answer.date is None:
         return Check(False, "clock skew unknown", "the server sent no HTTP Date header")
-    # The Date header is whole seconds, stamped somewhere between sending and receiving.
+    # The Date header is stamped somewhere between sending and receiving, and cut to whole
+    # seconds: its best estimate is half a second later than it says.
     local = datetime.fromtimestamp((answer.sent_at + answer.received_at) / 2, UTC)
-    skew = (local - answer.date).total_seconds()
+    skew = (local - answer.date).total_seconds() - 0.5
     if abs(skew) > MAX_SKEW_SECONDS:
         direction = "ahead of" if skew > 0 else "behind"
         return Check(

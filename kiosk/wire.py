@@ -465,3 +465,73 @@ class CredentialCache(WireModel):
     issued_at: datetime
     window_hours: float
     people: tuple[CachedPerson, ...]
+
+
+# --- the fleet ---------------------------------------------------------------------------------
+
+
+class Heartbeat(WireModel):
+    """What a station reports every 30 s, so drift and silence are visible to admins."""
+
+    app_version: str
+    config_version: int
+    theme: str
+    terminal: str = Field(max_length=40)  # e.g. "80x24"
+    color_system: str = Field(max_length=40)
+    outbox_waiting: int = Field(ge=0)
+    outbox_refused: int = Field(ge=0)
+    last_sync: datetime | None = None
+    uptime_seconds: float = Field(ge=0)
+
+
+class HeartbeatAnswer(WireModel):
+    config_version: int
+    """The station's current config version on the server: fetch it again when it differs."""
+
+
+class StationStatus(WireModel):
+    name: str
+    work_center: str
+    enrolled: bool
+    config_version: int
+    theme: str
+    last_seen: datetime | None
+    heartbeat: Heartbeat | None
+    drift: tuple[str, ...]
+    """What differs from the plant: app version, config version, theme (empty when none)."""
+    silent: bool
+    """No heartbeat for 2 minutes (or never)."""
+
+
+class HeldTraveler(WireModel):
+    traveler: str
+    reason: str
+    placed_by: str
+    placed_at: datetime
+    ncr_number: str | None
+
+
+class OpenNcr(WireModel):
+    traveler: str
+    ncr: Ncr
+
+
+class EnrollmentCode(WireModel):
+    station: str
+    expires_at: datetime
+    used: bool
+
+
+class PlantOverview(WireModel):
+    server_version: str
+    stations: tuple[StationStatus, ...]
+    holds: tuple[HeldTraveler, ...]
+    open_ncrs: tuple[OpenNcr, ...]
+    locked_people: tuple[Person, ...]
+    enrollment_codes: tuple[EnrollmentCode, ...]
+
+
+class AdminSession(WireModel):
+    admin: Person
+    token: str = Field(repr=False)
+    expires_at: datetime

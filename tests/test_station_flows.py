@@ -314,9 +314,10 @@ async def test_sign_off_shows_the_signature_manifestation(
         await pilot.press("up")
         await settle(pilot)
         assert screen.step is not None and screen.step.number == "10.1"
-        manifest = f"✍ PERFORMED by Ana Ortiz, {signature.server_time:%Y-%m-%d %H:%M} UTC, DEMO-01"
-        assert manifest in detail_text(screen)
-        assert manifest in screen_text(app)
+        # Printed name, date-time and meaning: on screen (wrapped before the station at 80).
+        shown = f"✍ PERFORMED by Ana Ortiz, {signature.server_time:%Y-%m-%d %H:%M} UTC,"
+        assert f"{shown} DEMO-01" in detail_text(screen)
+        assert shown in screen_text(app)
 
 
 async def test_wrong_pin_says_tries_left_and_signs_nothing(
@@ -340,16 +341,20 @@ async def test_wrong_pin_says_tries_left_and_signs_nothing(
         assert step.status is StepStatus.COMPLETE
 
 
-async def test_inspector_buys_off_and_the_performer_cannot(
+def inspection_step_recorded(service: ExecutionService, performer: str) -> None:
+    """TRV-1001 on the server: 10.1 to 20.1 done; 20.2 started, its values recorded by `performer`."""
+    work_steps(service, "TRV-1001", "10.1", "10.2", "20.1")
+    floor = ServiceFloor(service)
+    trav = floor.do(floor.start(performer, service.traveler("TRV-1001"), "20.2")).traveler
+    for label, value in (("Visual inspection", "pass"), ("Mounting face flatness", "0.02")):
+        trav = floor.do(floor.record(performer, trav, "20.2", label, value)).traveler
+
+
+async def test_inspector_buys_off_a_step_the_operator_performed(
     live_server: LiveServer, tmp_path: Path
 ) -> None:
     service = live_server.service
-    work_steps(service, "TRV-1001", "10.1", "10.2", "20.1")
-    floor = ServiceFloor(service)
-    trav = floor.do(floor.start("ana", service.traveler("TRV-1001"), "20.2")).traveler
-    for label, value in (("Visual inspection", "pass"), ("Mounting face flatness", "0.02")):
-        trav = floor.do(floor.record("ana", trav, "20.2", label, value)).traveler
-
+    inspection_step_recorded(service, "ana")
     async with running(live_server.url, live_server.token(), tmp_path) as pilot:
         app = pilot.app
         await burst(pilot, "10001")
@@ -362,14 +367,14 @@ async def test_inspector_buys_off_and_the_performer_cannot(
         await sign_with(pilot, "10001", "1111")
         assert "Waiting for inspector buy-off" in detail_text(screen)
 
-        # Ana tries to buy off her own step.
+        # Ana tries to buy off her own step: refused, nothing signed.
         await pilot.press("f5")
         await settle(pilot)
         prompt = app.screen
         assert isinstance(prompt, SignOffScreen) and prompt.meaning == Meaning.VERIFIED.value
         assert "Inspector buy-off" in screen_text(app)
         await sign_with(pilot, "10001", "1111")
-        assert "Ana Ortiz performed step 20.2 and cannot also buy it off." in message(app)
+        assert "Ana Ortiz may not buy off step 20.2: needs inspector or quality." in message(app)
         step = step_of(service.traveler("TRV-1001"), "20.2")
         assert step.status is StepStatus.IN_WORK
         assert [s.meaning for s in step.signatures] == [Meaning.PERFORMED]
@@ -382,17 +387,43 @@ async def test_inspector_buys_off_and_the_performer_cannot(
         assert screen.step is not None and screen.step.number == "20.2"
         await pilot.press("f5")
         await settle(pilot)
+        assert "Inspector buy-off" in screen_text(app)
         await sign_with(pilot, "20001", "2222")
         step = step_of(service.traveler("TRV-1001"), "20.2")
         assert step.status is StepStatus.COMPLETE
         verified = next(s for s in step.signatures if s.meaning is Meaning.VERIFIED)
         assert verified.printed_name == "Ivy Chen"
+        assert "Step 20.2 signed as verified by Ivy Chen." in message(app)
         screen.query_one(StepList).focus()
         await pilot.press("up")
         await settle(pilot)
-        assert f"✍ VERIFIED by Ivy Chen, {verified.server_time:%Y-%m-%d %H:%M} UTC" in (
-            detail_text(screen)
-        )
+        assert screen.step is not None and screen.step.number == "20.2"
+        shown = detail_text(screen)
+        assert f"✍ VERIFIED by Ivy Chen, {verified.server_time:%Y-%m-%d %H:%M} UTC" in shown
+        assert "✍ PERFORMED by Ana Ortiz" in shown
+
+
+async def test_the_performer_cannot_also_buy_off(live_server: LiveServer, tmp_path: Path) -> None:
+    service = live_server.service
+    inspection_step_recorded(service, "ivy")  # an inspector may perform steps too
+    async with running(live_server.url, live_server.token(), tmp_path) as pilot:
+        app = pilot.app
+        await burst(pilot, "20001")
+        await burst(pilot, "TRV-1001")
+        await pilot.press("f5")
+        await settle(pilot)
+        await sign_with(pilot, "20001", "2222")  # performed
+        await pilot.press("f5")
+        await settle(pilot)
+        prompt = app.screen
+        assert isinstance(prompt, SignOffScreen) and prompt.meaning == Meaning.VERIFIED.value
+        await sign_with(pilot, "20001", "2222")
+        assert "Ivy Chen performed step 20.2 and cannot also buy it off." in message(app)
+        step = step_of(service.traveler("TRV-1001"), "20.2")
+        assert step.status is StepStatus.IN_WORK
+        assert [(s.printed_name, s.meaning) for s in step.signatures] == [
+            ("Ivy Chen", Meaning.PERFORMED)
+        ]
 
 
 # --- holds and NCRs -------------------------------------------------------------------------------
@@ -407,7 +438,7 @@ async def test_hold_blocks_work(live_server: LiveServer, tmp_path: Path) -> None
         screen = traveler_screen(app)
         banner = screen.query_one(HoldBanner)
         assert banner.display
-        assert banner.styles.background == Color.parse(app.current_theme.error or "red")
+        assert banner.styles.background == Color.parse(app.get_css_variables()["error"])
         said = text_of(banner)
         assert "ON HOLD" in said
         assert "Awaiting engineering review of drawing change ECN-2291" in said
@@ -546,7 +577,9 @@ async def test_idle_lock_fires_and_the_same_badge_returns_to_the_typed_entry(
         await pilot.pause(1.0)  # now nobody touches it
         locked = app.screen
         assert isinstance(locked, BadgeScreen) and locked.locked_for == "Ana Ortiz"
-        assert "Station locked. Ana Ortiz: scan your badge to continue." in screen_text(app)
+        assert text_of(locked.query_one(".prompt")) == (
+            "Station locked. Ana Ortiz: scan your badge to continue."
+        )
         assert "LOT-A10" not in screen_text(app)  # the entry is covered, not shown
 
         await burst(pilot, "10001")

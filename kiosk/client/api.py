@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from urllib.parse import quote
 from typing import Any, TypeVar
 
 import httpx
@@ -14,6 +15,7 @@ from kiosk.wire import (
     ActionBatch,
     ActionEnvelope,
     ActionResult,
+    AdminSession,
     AsBuilt,
     BadgeLogin,
     BatchResult,
@@ -21,7 +23,11 @@ from kiosk.wire import (
     Credentials,
     Enrollment,
     EnrollRequest,
+    Heartbeat,
+    HeartbeatAnswer,
     Person,
+    PlantOverview,
+    StationConfig,
     StationInfo,
     Traveler,
     TravelerSummary,
@@ -34,6 +40,7 @@ T = TypeVar("T")
 # Connect fails fast (a dead server should show as offline within seconds); reads get longer.
 DEFAULT_TIMEOUT = httpx.Timeout(10.0, connect=3.0, pool=2.0)
 _QUEUE = TypeAdapter(list[TravelerSummary])
+_INT = TypeAdapter(int)
 
 _BY_STATUS: dict[int, type[errors.BackendError]] = {
     401: errors.StationNotEnrolled,
@@ -134,6 +141,28 @@ class ExecutionClient:
         body = UnlockUser(user_id=user_id, credentials=credentials)
         return await self._call("POST", "/api/v1/users/unlock", Person, body, key=key)
 
+    # --- the fleet --------------------------------------------------------------------------------
+
+    async def heartbeat(self, beat: Heartbeat) -> HeartbeatAnswer:
+        return await self._call("POST", "/api/v1/heartbeat", HeartbeatAnswer, beat)
+
+    async def admin_session(self, credentials: Credentials) -> AdminSession:
+        return await self._call("POST", "/api/v1/admin/session", AdminSession, credentials)
+
+    async def overview(self, session: str) -> PlantOverview:
+        return await self._call(
+            "GET", "/api/v1/admin/overview", PlantOverview, headers={"X-Admin-Session": session}
+        )
+
+    async def set_station_config(self, session: str, name: str, config: StationConfig) -> int:
+        return await self._call(
+            "PUT",
+            f"/api/v1/admin/stations/{quote(name, safe='')}/config",
+            _INT,
+            config,
+            headers={"X-Admin-Session": session},
+        )
+
     # --- plumbing ---------------------------------------------------------------------------------
 
     async def _call(
@@ -144,8 +173,9 @@ class ExecutionClient:
         body: BaseModel | None = None,
         *,
         key: str | None = None,
+        headers: dict[str, str] | None = None,
     ) -> T:
-        headers = {}
+        headers = dict(headers or {})
         if method == "POST":
             headers["Idempotency-Key"] = key or new_idempotency_key()
         content = None if body is None else body.model_dump_json()

@@ -16,6 +16,7 @@ from kiosk.wire import (
     ActionBatch,
     ActionEnvelope,
     ActionResult,
+    AdminSession,
     AsBuilt,
     BadgeLogin,
     BatchResult,
@@ -23,8 +24,12 @@ from kiosk.wire import (
     Credentials,
     Enrollment,
     EnrollRequest,
+    Heartbeat,
+    HeartbeatAnswer,
     Person,
+    PlantOverview,
     Problem,
+    StationConfig,
     StationInfo,
     Traveler,
     TravelerSummary,
@@ -140,6 +145,42 @@ def perform_batch(svc: Service, st: Station, body: ActionBatch) -> BatchResult:
 @router.post("/users/unlock", response_model=Person)
 def unlock(svc: Service, st: Station, key: IdempotencyKey, body: UnlockUser) -> Response:
     return raw(*svc.unlock(st, key, body))
+
+
+@router.post("/heartbeat", response_model=HeartbeatAnswer)
+def heartbeat(svc: Service, st: Station, body: Heartbeat) -> HeartbeatAnswer:
+    """A station's 30-second report; the answer says which config version it should run."""
+    return svc.heartbeat(st, body)
+
+
+AdminToken = Annotated[str | None, Header(alias="X-Admin-Session")]
+
+
+@router.post("/admin/session", response_model=AdminSession)
+def admin_session(svc: Service, st: Station, body: Credentials) -> AdminSession:
+    """Open the admin console with an admin's badge + PIN."""
+    return svc.admin_session(st, body)
+
+
+@router.get("/admin/overview", response_model=PlantOverview)
+def overview(svc: Service, st: Station, session: AdminToken = None) -> PlantOverview:
+    return svc.overview(st, session)
+
+
+@router.put("/admin/stations/{name}/config", response_model=int)
+def set_station_config(
+    svc: Service, st: Station, name: str, body: StationConfig, session: AdminToken = None
+) -> int:
+    """Replace a station's central config; answers the new config version."""
+    return svc.set_station_config(st, session, name, body)
+
+
+@router.post("/admin/stations/{name}", response_model=str)
+def add_station(
+    svc: Service, st: Station, name: str, work_center: str, session: AdminToken = None
+) -> str:
+    """Create (or re-key) a station; answers a one-time enrollment code."""
+    return svc.admin_add_station(st, session, name, work_center)
 
 
 health = APIRouter()

@@ -294,6 +294,24 @@ cache_issues = Table(
     _at("issued_at"),
 )
 
+heartbeats = Table(
+    "heartbeats",
+    metadata,
+    Column("station_id", ForeignKey("stations.id"), primary_key=True),
+    _at("received_at"),
+    Column("body", Text, nullable=False),  # the last Heartbeat as JSON
+)
+
+# An admin identified by badge + PIN at a station or in `kiosk admin`; admin routes need one.
+admin_sessions = Table(
+    "admin_sessions",
+    metadata,
+    Column("token_sha256", String(64), primary_key=True),
+    Column("user_id", ForeignKey("users.id"), nullable=False),
+    Column("station_id", ForeignKey("stations.id"), nullable=False),
+    _at("expires_at"),
+)
+
 idempotency = Table(
     "idempotency",
     metadata,

@@ -15,7 +15,7 @@ from sqlalchemy import Connection, insert, select, update
 
 from kiosk import rules
 from kiosk.rules import Refusal
-from kiosk.server import audit, domain, idempotency, people, views
+from kiosk.server import audit, domain, fleet, idempotency, people, views
 from kiosk.server import schema as t
 from kiosk.server.security import PlantSecret, new_token, token_digest
 from kiosk.server.store import Store
@@ -24,11 +24,15 @@ from kiosk.wire import (
     ActionApplied,
     ActionBatch,
     ActionResult,
+    AdminSession,
     BatchResult,
     CredentialCache,
     Credentials,
     Enrollment,
+    Heartbeat,
+    HeartbeatAnswer,
     Person,
+    PlantOverview,
     SignedAction,
     StationConfig,
     StationInfo,
@@ -235,6 +239,37 @@ class ExecutionService:
             req = idempotency.Request(station, key, request, None, self.clock())
             identify = partial(self._check, station=station, creds=request.credentials)
             return idempotency.execute(conn, req, lambda c: identify(c), work).pair
+
+    # --- the fleet --------------------------------------------------------------------------------
+
+    def heartbeat(self, station: domain.StationRef, beat: Heartbeat) -> HeartbeatAnswer:
+        with self.store.begin() as conn:
+            version = fleet.record_heartbeat(conn, station, beat, self.clock())
+        return HeartbeatAnswer(config_version=version)
+
+    def admin_session(self, station: domain.StationRef, creds: Credentials) -> AdminSession:
+        admin = self.verify_credentials(station, creds)
+        with self.store.begin() as conn:
+            return fleet.open_session(conn, station, admin, self.clock())
+
+    def overview(self, station: domain.StationRef, session: str | None) -> PlantOverview:
+        with self.store.begin() as conn:
+            fleet.session_admin(conn, station, session, self.clock())
+            return fleet.overview(conn, self.clock())
+
+    def set_station_config(
+        self, station: domain.StationRef, session: str | None, name: str, config: StationConfig
+    ) -> int:
+        with self.store.begin() as conn:
+            admin = fleet.session_admin(conn, station, session, self.clock())
+            return fleet.set_config(conn, name, config, admin, station)
+
+    def admin_add_station(
+        self, station: domain.StationRef, session: str | None, name: str, work_center: str
+    ) -> str:
+        with self.store.begin() as conn:
+            fleet.session_admin(conn, station, session, self.clock())
+        return self.add_station(name, work_center)
 
     # --- reads ------------------------------------------------------------------------------------
 
