@@ -114,6 +114,13 @@ def cmd_outbox_sync(args: argparse.Namespace) -> int:
         return asyncio.run(sync(url, token))
 
 
+def cmd_admin(args: argparse.Namespace) -> int:
+    from kiosk.admin import run_admin
+    from kiosk.config import load_settings
+
+    return run_admin(load_settings(args.config, server_url=args.server))
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     config = _server_config(args, demo=args.demo)
     if args.embedded:
@@ -265,7 +272,9 @@ def _add_fleet_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]
     enroll = sub.add_parser("enroll", help="enroll this station with a one-time code")
     enroll.add_argument("--server", required=True, help="execution API URL")
     enroll.add_argument("--code", required=True, help="from `kiosk station add` on the server")
-    enroll.add_argument("--config", type=Path, default=argparse.SUPPRESS)
+    enroll.add_argument(
+        "--config", type=Path, default=argparse.SUPPRESS, help="station config TOML file"
+    )
     enroll.add_argument(
         "--keyring-backend",
         default=None,
@@ -275,7 +284,9 @@ def _add_fleet_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]
 
     doctor = sub.add_parser("doctor", help="check terminal, keyring, server and clock")
     doctor.add_argument("--server", default=argparse.SUPPRESS, help="execution API URL")
-    doctor.add_argument("--config", type=Path, default=argparse.SUPPRESS)
+    doctor.add_argument(
+        "--config", type=Path, default=argparse.SUPPRESS, help="station config TOML file"
+    )
     doctor.set_defaults(func=cmd_doctor)
 
 
@@ -298,6 +309,9 @@ def build_parser() -> argparse.ArgumentParser:
     outbox_actions.add_parser("sync", help="deliver now, with a progress bar").set_defaults(
         func=cmd_outbox_sync
     )
+
+    admin = sub.add_parser("admin", help="the admin console (admin badge and PIN required)")
+    admin.set_defaults(func=cmd_admin)
 
     serve = sub.add_parser("serve", help="run the reference execution API")
     serve.add_argument("--host", default="127.0.0.1")

@@ -46,8 +46,9 @@ class ServerAnswer:
     received_at: float = 0.0
 
 
-def run(settings: StationSettings, env: Mapping[str, str], out: TextIO = sys.stdout) -> int:
+def run(settings: StationSettings, env: Mapping[str, str], out: TextIO | None = None) -> int:
     """Print every check; 0 only when all are ok."""
+    out = out or sys.stdout
     url = settings.server_url
     answer = probe(url) if url else None
     keyring, token = check_keyring(settings)

@@ -60,8 +60,10 @@ def test_enroll_keeps_the_token_in_the_keyring_and_the_server_in_the_config(
 
     assert main(["enroll", "--server", live_server.url, "--code", code]) == 0
 
-    assert "enrolled as station ST-07 (ASSEMBLY)" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "enrolled as station ST-07 (ASSEMBLY)" in out
     token = credentials.load_token(live_server.url)
+    assert token not in out
     assert station_info(live_server.url, token).name == "ST-07"
     config = default_config_file()
     assert config.is_relative_to(tmp_path / "home" / ".config")

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import uuid
-from urllib.parse import quote
 from typing import Any, TypeVar
+from urllib.parse import quote
 
 import httpx
 from pydantic import BaseModel, TypeAdapter, ValidationError
@@ -41,6 +41,7 @@ T = TypeVar("T")
 DEFAULT_TIMEOUT = httpx.Timeout(10.0, connect=3.0, pool=2.0)
 _QUEUE = TypeAdapter(list[TravelerSummary])
 _INT = TypeAdapter(int)
+_STR = TypeAdapter(str)
 
 _BY_STATUS: dict[int, type[errors.BackendError]] = {
     401: errors.StationNotEnrolled,
@@ -160,6 +161,15 @@ class ExecutionClient:
             f"/api/v1/admin/stations/{quote(name, safe='')}/config",
             _INT,
             config,
+            headers={"X-Admin-Session": session},
+        )
+
+    async def add_station(self, session: str, name: str, work_center: str) -> str:
+        """Create (or re-key) a station; answers its one-time enrollment code."""
+        return await self._call(
+            "POST",
+            f"/api/v1/admin/stations/{quote(name, safe='')}?work_center={quote(work_center, safe='')}",
+            _STR,
             headers={"X-Admin-Session": session},
         )
 

@@ -62,12 +62,16 @@ def account(server_url: str) -> str:
 
 
 def store_token(server_url: str, token: str, *, backend: str | None = None) -> None:
-    keyring = open_backend(backend)
+    write_token(open_backend(backend), server_url, token)
+
+
+def write_token(keyring: KeyringBackend, server_url: str, token: str) -> None:
+    """Store the token in an opened backend (see open_backend)."""
     try:
         keyring.set_password(SERVICE, account(server_url), token)
     except KeyringError as exc:
         raise KeyringUnusable(
-            f"{_name(keyring)} could not store the token ({exc}); {HOW_TO_FIX}"
+            f"{class_path(keyring)} could not store the token ({exc}); {HOW_TO_FIX}"
         ) from None
 
 
@@ -80,7 +84,9 @@ def read_token(keyring: KeyringBackend, server_url: str) -> str:
     try:
         token = keyring.get_password(SERVICE, account(server_url))
     except KeyringError as exc:
-        raise KeyringUnusable(f"{_name(keyring)} could not be read ({exc}); {HOW_TO_FIX}") from None
+        raise KeyringUnusable(
+            f"{class_path(keyring)} could not be read ({exc}); {HOW_TO_FIX}"
+        ) from None
     if not token:
         raise NotEnrolled(account(server_url))
     return token
@@ -99,7 +105,7 @@ def open_backend(name: str | None = None) -> KeyringBackend:
 def describe(keyring: KeyringBackend) -> str:
     """Class name and, for file backends, where the file is: what an admin needs to find it."""
     where = getattr(keyring, "file_path", None)
-    return f"{_name(keyring)} ({where})" if where else _name(keyring)
+    return f"{class_path(keyring)} ({where})" if where else class_path(keyring)
 
 
 # --- choosing and checking a backend ------------------------------------------------------------
@@ -140,7 +146,7 @@ def _unchained(keyring: KeyringBackend) -> KeyringBackend:
 
 
 def _refuse_unusable(keyring: KeyringBackend) -> None:
-    name = _name(keyring)
+    name = class_path(keyring)
     if name in _NO_STORAGE:
         raise KeyringUnusable(f"keyring backend {name} {_NO_STORAGE[name]}; {HOW_TO_FIX}")
     if type(keyring).__name__ == _PLAINTEXT_CLASS:
@@ -156,7 +162,7 @@ def _unlock(keyring: KeyringBackend) -> None:
     password = _cryptfile_password()
     if password is None:
         raise KeyringUnusable(
-            f"{_name(keyring)} needs its password: set {PASSWORD_ENV}, or run under systemd "
+            f"{class_path(keyring)} needs its password: set {PASSWORD_ENV}, or run under systemd "
             f"with LoadCredentialEncrypted={PASSWORD_CREDENTIAL}:<file>"
         )
     try:
@@ -180,6 +186,7 @@ def _cryptfile_password() -> str | None:
     return None
 
 
-def _name(keyring: KeyringBackend) -> str:
+def class_path(keyring: KeyringBackend) -> str:
+    """The dotted path keyring_backend takes, e.g. keyrings.cryptfile.cryptfile.CryptFileKeyring."""
     cls = type(keyring)
     return f"{cls.__module__}.{cls.__qualname__}"

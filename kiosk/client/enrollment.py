@@ -14,8 +14,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from keyring.errors import KeyringError
-
 from kiosk.client import credentials
 from kiosk.client.api import ExecutionClient
 from kiosk.config import ConfigError, StationSettings
@@ -40,13 +38,12 @@ def enroll(
     keyring = credentials.open_backend(keyring_backend)
     enrollment = asyncio.run(_exchange(url, code))
     try:
-        keyring.set_password(credentials.SERVICE, url, enrollment.token)
-    except KeyringError as exc:
+        credentials.write_token(keyring, url, enrollment.token)
+    except credentials.KeyringUnusable as exc:
         raise credentials.KeyringUnusable(
-            f"the server enrolled the station but {credentials.describe(keyring)} could not "
-            f"store its token ({exc}); the code is used up: ask for a new one"
+            f"the server enrolled the station but its token could not be kept: {exc}; "
+            "the code is used up: ask for a new one"
         ) from None
-    cls = type(keyring)
     update_config(
         config_file,
         {
@@ -54,7 +51,7 @@ def enroll(
             "station_name": enrollment.station.name,
             "work_center": enrollment.station.work_center,
             # The station must read its token from exactly where it was stored.
-            "keyring_backend": f"{cls.__module__}.{cls.__qualname__}",
+            "keyring_backend": credentials.class_path(keyring),
         },
     )
     return Enrolled(enrollment.station, credentials.describe(keyring), config_file)

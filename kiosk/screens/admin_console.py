@@ -1,0 +1,255 @@
+"""The admin console: stations with drift and silence, holds, open NCRs, refused actions,
+locked people and enrollment codes. Works the same in `kiosk admin` over SSH and at a station.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Static, TabbedContent, TabPane
+
+from kiosk.client import BackendError, ExecutionClient
+from kiosk.screens.prompt import PromptScreen
+from kiosk.screens.sign_off import SignOffScreen
+from kiosk.widgets.message_line import MessageLine
+from kiosk.wire import Credentials, PlantOverview, StationStatus
+
+REFRESH_SECONDS = 5.0
+
+COLUMNS: dict[str, tuple[str, ...]] = {
+    "stations": (
+        "Station",
+        "Work center",
+        "State",
+        "App",
+        "Config",
+        "Theme",
+        "Terminal",
+        "Waiting",
+        "Refused",
+        "Last seen",
+    ),
+    "holds": ("Traveler", "Reason", "Placed by", "Since", "NCR"),
+    "ncrs": ("NCR", "Traveler", "Step", "Defect", "Qty", "Description", "Raised by"),
+    "refused": ("Station", "Refused actions"),
+    "people": ("Person", "Roles"),
+    "codes": ("Station", "Expires", "Used"),
+}
+
+
+def _when(moment: datetime | None) -> str:
+    return "never" if moment is None else f"{moment:%Y-%m-%d %H:%M}"
+
+
+def station_state(station: StationStatus) -> str:
+    """In words and symbols: an admin over SSH may see no colour at all."""
+    if not station.enrolled:
+        return "· not enrolled"
+    if station.silent:
+        return "✘ SILENT"
+    if station.drift:
+        return "! DRIFT: " + "; ".join(station.drift)
+    return "✔ ok"
+
+
+class AdminConsoleScreen(Screen[None]):
+    BINDINGS = [
+        Binding("f4", "refresh", "Refresh"),
+        Binding("f6", "unlock", "Unlock person"),
+        Binding("f7", "add_station", "Add station"),
+        Binding("escape", "close", "Close"),
+    ]
+
+    DEFAULT_CSS = """
+    AdminConsoleScreen {
+        & .heading {
+            background: $primary; color: $foreground; text-style: bold; padding: 0 1;
+            height: 1; text-wrap: nowrap; text-overflow: ellipsis;
+        }
+        & TabbedContent { height: 1fr; }
+        & TabPane { padding: 0; }
+        & DataTable { height: 1fr; }
+    }
+    """
+
+    def __init__(self, client: ExecutionClient, session: str, admin_name: str) -> None:
+        super().__init__()
+        self.client = client
+        self.session = session
+        self.admin_name = admin_name
+        self.overview: PlantOverview | None = None
+
+    def compose(self) -> ComposeResult:
+        yield Static(f"Admin console · {self.admin_name}", classes="heading", id="admin-heading")
+        with TabbedContent():
+            for key, title in (
+                ("stations", "Stations"),
+                ("holds", "Holds"),
+                ("ncrs", "Open NCRs"),
+                ("refused", "Refused actions"),
+                ("people", "Locked people"),
+                ("codes", "Enrollment codes"),
+            ):
+                with TabPane(title, id=f"tab-{key}"):
+                    table: DataTable[str] = DataTable(id=key, cursor_type="row")
+                    table.add_columns(*COLUMNS[key])
+                    yield table
+        yield MessageLine(id="message")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.action_refresh()
+        self.set_interval(REFRESH_SECONDS, self.action_refresh)
+
+    def say(self, text: str, severity: str = "info") -> None:
+        self.query_one(MessageLine).say(text, severity)  # type: ignore[arg-type]
+
+    @work(exclusive=True, group="overview")
+    async def action_refresh(self) -> None:
+        try:
+            overview = await self.client.overview(self.session)
+        except BackendError as exc:
+            self.say(exc.detail, "error")
+            return
+        self.overview = overview
+        self.show(overview)
+
+    def show(self, overview: PlantOverview) -> None:
+        self._fill("stations", [self._station_row(s) for s in overview.stations])
+        self._fill(
+            "holds",
+            [
+                (h.traveler, h.reason, h.placed_by, _when(h.placed_at), h.ncr_number or "-")
+                for h in overview.holds
+            ],
+        )
+        self._fill(
+            "ncrs",
+            [
+                (
+                    o.ncr.number,
+                    o.traveler,
+                    o.ncr.step_number or "-",
+                    o.ncr.defect_code,
+                    str(o.ncr.quantity),
+                    o.ncr.description,
+                    o.ncr.raised_by,
+                )
+                for o in overview.open_ncrs
+            ],
+        )
+        refused = [
+            (s.name, str(s.heartbeat.outbox_refused))
+            for s in overview.stations
+            if s.heartbeat and s.heartbeat.outbox_refused
+        ]
+        self._fill("refused", refused)
+        self._fill(
+            "people",
+            [(p.name, ", ".join(r.value for r in p.roles)) for p in overview.locked_people],
+            keys=[str(p.id) for p in overview.locked_people],
+        )
+        self._fill(
+            "codes",
+            [
+                (c.station, _when(c.expires_at), "used" if c.used else "open")
+                for c in overview.enrollment_codes
+            ],
+        )
+        problems = sum(1 for s in overview.stations if s.enrolled and (s.silent or s.drift))
+        # The summary lives in the heading, so the message line keeps the last action's result.
+        self.query_one("#admin-heading", Static).update(
+            f"Admin console · {self.admin_name} · {len(overview.stations)} stations, "
+            f"{problems} need attention · {len(overview.holds)} holds · "
+            f"{len(overview.open_ncrs)} open NCRs · server {overview.server_version}"
+        )
+
+    def _station_row(self, s: StationStatus) -> tuple[str, ...]:
+        beat = s.heartbeat
+        return (
+            s.name,
+            s.work_center,
+            station_state(s),
+            beat.app_version if beat else "-",
+            f"v{beat.config_version}" if beat else f"v{s.config_version}",
+            beat.theme if beat else s.theme,
+            f"{beat.terminal} {beat.color_system}" if beat else "-",
+            str(beat.outbox_waiting) if beat else "-",
+            str(beat.outbox_refused) if beat else "-",
+            _when(s.last_seen),
+        )
+
+    def _fill(
+        self, table_id: str, rows: Sequence[tuple[str, ...]], keys: list[str] | None = None
+    ) -> None:
+        table = self.query_one(f"#{table_id}", DataTable)
+        table.clear()
+        for n, row in enumerate(rows):
+            table.add_row(*row, key=keys[n] if keys else None)
+
+    # --- actions ----------------------------------------------------------------------------------
+
+    def action_unlock(self) -> None:
+        table = self.query_one("#people", DataTable)
+        if self.overview is None or not self.overview.locked_people:
+            self.say("Nobody is locked out.", "info")
+            return
+        person = self.overview.locked_people[
+            min(table.cursor_row, len(self.overview.locked_people) - 1)
+        ]
+
+        def signed(creds: Credentials | None) -> None:
+            if creds is not None:
+                self._unlock(person.id, person.name, creds)
+
+        self.app.push_screen(
+            SignOffScreen(f"Unlock {person.name}", "Resets the PIN lock-out.", "approved"), signed
+        )
+
+    @work(exclusive=True, group="admin-action")
+    async def _unlock(self, user_id: int, name: str, creds: Credentials) -> None:
+        try:
+            await self.client.unlock(user_id, creds)
+        except BackendError as exc:
+            self.say(exc.detail, "error")
+            return
+        self.say(f"{name} unlocked.", "ok")
+        self.action_refresh()
+
+    def action_add_station(self) -> None:
+        def named(answer: str | None) -> None:
+            if answer:
+                name, _, center = answer.partition(" ")
+                if not center.strip():
+                    self.say("Give a name and a work center, e.g. 'ST-07 ASSEMBLY'.", "warning")
+                    return
+                self._add_station(name.strip().upper(), center.strip().upper())
+
+        self.app.push_screen(
+            PromptScreen("Add a station", "Station name and work center, e.g. ST-07 ASSEMBLY:"),
+            named,
+        )
+
+    @work(exclusive=True, group="admin-action")
+    async def _add_station(self, name: str, work_center: str) -> None:
+        try:
+            code = await self.client.add_station(self.session, name, work_center)
+        except BackendError as exc:
+            self.say(exc.detail, "error")
+            return
+        self.say(
+            f"{name}: enrollment code {code} (valid 24 h, once). On the station: kiosk enroll --code {code}",
+            "ok",
+        )
+        self.action_refresh()
+
+    def action_close(self) -> None:
+        if len(self.app.screen_stack) > 2:
+            self.app.pop_screen()
+        else:
+            self.app.exit()
