@@ -120,7 +120,12 @@ class QueueScreen(StationScreen):
 
     def show(self, travelers: list[TravelerSummary]) -> None:
         self._travelers = travelers
-        table = self.query_one(DataTable)
+        found = self.query(DataTable)
+        if not found:
+            # A new badge pops this screen while its refresh is out; Textual prunes the
+            # children before it cancels the screen's workers, and the answer lands here.
+            return
+        table = found.first()
         was_at = self._row_key_at_cursor(table)
         # Columns too: a column keeps the width of the widest cell it ever held, so a queue
         # drawn at 120 columns would keep scrolling sideways after a resize to 80.
