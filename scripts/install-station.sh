@@ -166,6 +166,17 @@ run systemctl daemon-reload
 # Enabled, not started: tty1 may be the console this script is being run from.
 run systemctl enable "$UNIT"
 
+# --- 4b. no way out of the console ---------------------------------------------------------------
+
+# Ctrl+Alt+Del must not reboot a shared station, SysRq must not give a keyboard a kernel console,
+# and no getty may wait on another VT for someone to log in.
+run systemctl mask ctrl-alt-del.target
+printf 'kernel.sysrq = 0\n' | write_file /etc/sysctl.d/90-station-kiosk.conf 0644 root:root
+run sysctl --system
+run install -d -m 0755 /etc/systemd/logind.conf.d
+printf '[Login]\nNAutoVTs=0\nReserveVT=0\n' \
+    | write_file /etc/systemd/logind.conf.d/90-station-kiosk.conf 0644 root:root
+
 # --- 5. SSH for admins --------------------------------------------------------------------------
 
 render "$HERE/authorized_keys.sample" | write_file "$CONFIG_DIR/authorized_keys.sample" 0644 root:root

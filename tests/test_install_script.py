@@ -127,7 +127,13 @@ def test_dry_run_prints_the_plan_and_changes_nothing(sandbox: dict[str, Path], t
         UNIT_PATH,
         "/etc/station-kiosk/kiosk.toml",
         "/etc/station-kiosk/authorized_keys.sample",
+        "/etc/sysctl.d/90-station-kiosk.conf",
+        "/etc/systemd/logind.conf.d/90-station-kiosk.conf",
     }
+    # No way out of the console: no Ctrl+Alt+Del reboot, no SysRq, no getty on other VTs.
+    assert "+ systemctl mask ctrl-alt-del.target" in plan
+    assert files["/etc/sysctl.d/90-station-kiosk.conf"] == "kernel.sysrq = 0"
+    assert "NAutoVTs=0" in files["/etc/systemd/logind.conf.d/90-station-kiosk.conf"]
     unit = files[UNIT_PATH].splitlines()
     for line in [
         f"User={user}",
