@@ -21,6 +21,7 @@ from textual.pilot import Pilot
 from textual.widget import Widget
 from textual.widgets import Input
 
+from kiosk.app import KioskApp
 from kiosk.server.app import create_app
 from kiosk.server.service import ExecutionService
 from tests.conftest import free_port
@@ -63,9 +64,25 @@ def focused_input(app: App[Any]) -> Input:
     return focused
 
 
+async def type_in(pilot: Pilot[int], text: str) -> None:
+    """A person types `text`; returns once the wedge detector has let every key through.
+
+    Typed keys are held up to the detector's gap limit before they are replayed, on a timer
+    that a busy test machine may run late: wait for it rather than for a fixed time.
+    """
+    await typed(pilot, text)
+    app = pilot.app
+    assert isinstance(app, KioskApp)
+    for _ in range(100):
+        if app.wedge.seconds_to_deadline() is None:
+            break
+        await pilot.pause(0.02)
+    await pilot.pause()
+
+
 async def enter_value(pilot: Pilot[int], text: str) -> None:
     """A person types `text` into the focused field and presses Enter."""
-    await typed(pilot, text)
+    await type_in(pilot, text)
     await pilot.press("enter")
     await settle(pilot)
 
@@ -73,7 +90,7 @@ async def enter_value(pilot: Pilot[int], text: str) -> None:
 async def sign_with(pilot: Pilot[int], badge: str, pin: str) -> None:
     """In an open sign-off prompt: scan the badge (reader burst), type the PIN, press Enter."""
     await burst(pilot, badge)
-    await typed(pilot, pin)
+    await type_in(pilot, pin)
     await pilot.press("enter")
     await settle(pilot)
 

@@ -37,7 +37,7 @@ def tiny_server(status: int, body: bytes, content_type: str = "application/json"
             self.end_headers()
             self.wfile.write(body)
 
-        do_GET = do_POST = _answer  # noqa: N815 - http.server's naming
+        do_GET = do_POST = _answer  # http.server's naming
 
         def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - stdlib signature
             pass

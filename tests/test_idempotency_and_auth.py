@@ -18,10 +18,11 @@ from argon2 import PasswordHasher
 from sqlalchemy import select
 
 from kiosk.client import ExecutionClient, Invalid, Refused, StationNotEnrolled
+from kiosk.rules import Refusal
 from kiosk.server import schema as t
 from kiosk.server.app import create_app
 from kiosk.server.service import ExecutionService
-from kiosk.wire import ActionResult, ReleaseHold, StepStatus
+from kiosk.wire import Action, ActionResult, ReleaseHold, StepStatus
 from tests.helpers import (
     BADGES,
     PEOPLE,
@@ -124,7 +125,7 @@ async def test_concurrent_duplicates_over_http_are_applied_once(
 
 
 def _race(
-    service: ExecutionService, key: str, action: object, threads: int = 8
+    service: ExecutionService, key: str, action: Action, threads: int = 8
 ) -> list[tuple[int, str]]:
     """`threads` deliveries of one action under one key, released at the same instant."""
     station = station_ref(service)
@@ -135,8 +136,8 @@ def _race(
     def deliver() -> None:
         try:
             barrier.wait(10)
-            answers.append(service.perform(station, key, action))  # type: ignore[arg-type]
-        except BaseException as exc:  # noqa: BLE001 - reported below
+            answers.append(service.perform(station, key, action))
+        except BaseException as exc:  # reported below, in the test's thread
             errors.append(exc)
 
     workers = [threading.Thread(target=deliver) for _ in range(threads)]
@@ -273,8 +274,6 @@ async def test_an_expired_enrollment_code_is_refused(
     tomorrow = ExecutionService(
         service.store, service.secret, clock=lambda: datetime.now(UTC) + timedelta(hours=25)
     )
-    from kiosk.rules import Refusal
-
     with pytest.raises(Refusal) as late:
         tomorrow.enroll(fresh)
     assert late.value.rule == "enrollment_code_expired"

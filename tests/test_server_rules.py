@@ -12,6 +12,7 @@ from kiosk.client import ExecutionClient, Invalid, OnHold, Refused, RuleRefused
 from kiosk.server import schema as t
 from kiosk.server.service import ExecutionService
 from kiosk.wire import (
+    Action,
     Disposition,
     DispositionNcr,
     ItemKind,
@@ -123,7 +124,7 @@ async def test_nothing_can_be_recorded_on_a_traveler_on_hold(
     assert held.traveler.status is TravelerStatus.ON_HOLD
 
     before = snapshot(service, "TRV-1001")
-    attempts = [
+    attempts: list[Action] = [
         floor.record("ana", trav, "10.1", "Kit complete per pick list", "acknowledged"),
         floor.record("ana", trav, "10.1", "Bracket forging lot", "LOT-A101"),
         floor.sign("ana", trav, "10.1"),
@@ -307,7 +308,7 @@ async def test_out_of_tolerance_blocks_sign_off_until_an_ncr_and_its_hold_are_cl
 
     # Disposition is for quality only: an inspector and an operator are refused.
     for who in ("ivy", "ana"):
-        with pytest.raises(Refused) as refused:
+        with pytest.raises(Refused) as denied:
             await floor.do(
                 DispositionNcr(
                     actor_id=floor.ids[who],
@@ -317,8 +318,8 @@ async def test_out_of_tolerance_blocks_sign_off_until_an_ncr_and_its_hold_are_cl
                     credentials=creds(who),
                 )
             )
-        assert refused.value.rule == "role_not_allowed"
-        assert refused.value.detail.endswith("may not disposition an NCR: needs quality.")
+        assert denied.value.rule == "role_not_allowed"
+        assert denied.value.detail.endswith("may not disposition an NCR: needs quality.")
         assert snapshot(service, "TRV-1001") == held
 
     done = await floor.do(
@@ -488,7 +489,8 @@ async def test_tool_scan_is_refused_past_calibration_and_names_the_due_date(
 
     # A calibrated tool is accepted and appears among the tools used on the as-built record.
     result = await floor.record_value("ana", "TRV-1002", "20.1", "Torque wrench", "tl-0001")
-    assert item_of(step_of(result.traveler, "20.1"), "Torque wrench").latest.value == "TL-0001"  # type: ignore[union-attr]
+    scanned = item_of(step_of(result.traveler, "20.1"), "Torque wrench").latest
+    assert scanned is not None and scanned.value == "TL-0001"
     used = [
         (u.tool, u.step, u.recorded_by) for u in (await floor.client.as_built("TRV-1002")).tools
     ]

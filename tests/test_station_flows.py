@@ -33,7 +33,7 @@ from kiosk.widgets.step_list import StepList
 from kiosk.wire import Meaning, RaiseNcr, StepStatus, Traveler, TravelerStatus
 from tests.conftest import LiveServer, free_port
 from tests.helpers import ServiceFloor, audit_count, item_of, snapshot, step_of
-from tests.station import burst, running, settle, typed
+from tests.station import burst, running, settle
 from tests.station_helpers import (
     enter_value,
     focused_input,
@@ -42,6 +42,7 @@ from tests.station_helpers import (
     sign_with,
     stoppable_server,
     text_of,
+    type_in,
 )
 
 pytestmark = pytest.mark.parametrize("plant", ["sqlite"], indirect=True)
@@ -174,10 +175,10 @@ async def test_measurement_verdict_shows_as_typed_then_records(
         assert "[12.69–12.71 mm]" in text_of(entry(screen, bore).query_one(".label"))
         assert focused_input(app) is entry(screen, bore).query_one(Input)
 
-        await typed(pilot, "12.75")
+        await type_in(pilot, "12.75")
         assert verdict(screen, bore) == "✘ OUT OF TOLERANCE"
         await pilot.press(*["backspace"] * 5)
-        await typed(pilot, "12.700")
+        await type_in(pilot, "12.700")
         assert verdict(screen, bore) == "✔ in tolerance"
         # Judged on the station as typed: nothing has gone to the server yet.
         on_server = item_of(step_of(live_server.service.traveler("TRV-1001"), "10.2"), bore)
@@ -242,7 +243,7 @@ async def test_letters_in_a_measurement_are_refused_before_sending(
         await settle(pilot)
         await burst(pilot, "TL-0001")
         before = snapshot(live_server.service, "TRV-1002")
-        await typed(pilot, "1x.5")
+        await type_in(pilot, "1x.5")
         assert verdict(screen, "Fastener torque") == "✘ '1x.5' is not a number."
         await pilot.press("enter")
         await settle(pilot)
@@ -262,7 +263,7 @@ async def test_brackets_typed_are_shown_as_typed_not_read_as_markup(
         await pilot.press("f2")
         await settle(pilot)
         await burst(pilot, "TL-0001")
-        await typed(pilot, "[/]")  # as markup this raised an error that closed the station
+        await type_in(pilot, "[/]")  # as markup this raised an error that closed the station
         assert verdict(screen, "Fastener torque") == "✘ '[/]' is not a number."
         await pilot.press("enter")
         await settle(pilot)
@@ -463,7 +464,7 @@ async def test_out_of_tolerance_torque_offers_an_ncr_that_holds_the_traveler(
         await pilot.press("f2")
         await settle(pilot)
         await burst(pilot, "TL-0001")
-        await typed(pilot, "15")
+        await type_in(pilot, "15")
         assert verdict(screen, "Fastener torque") == "✘ OUT OF TOLERANCE"
         await pilot.press("enter")
         await settle(pilot)
@@ -555,8 +556,8 @@ async def test_supervisor_dispositions_the_ncr_and_releases_the_hold(
 async def test_idle_lock_fires_and_the_same_badge_returns_to_the_typed_entry(
     live_server: LiveServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # The server's config allows no less than 15 s; one second keeps the test short.
-    monkeypatch.setattr(KioskApp, "idle_seconds", 1.0)
+    # The server's config allows no less than 15 s; two seconds keep the test short.
+    monkeypatch.setattr(KioskApp, "idle_seconds", 2.0)
     async with running(live_server.url, live_server.token(), tmp_path) as pilot:
         app = pilot.app
         await burst(pilot, "10001")
@@ -564,17 +565,17 @@ async def test_idle_lock_fires_and_the_same_badge_returns_to_the_typed_entry(
         screen = traveler_screen(app)
         await pilot.press("f2")
         await settle(pilot)
-        await typed(pilot, "LOT-A1")  # typed, not entered
+        await type_in(pilot, "LOT-A1")  # typed, not entered
         lot = entry(screen, "Bracket forging lot").query_one(Input)
         assert lot.value == "LOT-A1"
 
-        # Keys keep the station open: 0.6 s, a key, 0.6 s more is 1.2 s but never 1 s idle.
-        await pilot.pause(0.6)
-        await typed(pilot, "0")
-        await pilot.pause(0.6)
+        # Keys keep the station open: 1.2 s, a key, 1.2 s more is 2.4 s but never 2 s idle.
+        await pilot.pause(1.2)
+        await type_in(pilot, "0")
+        await pilot.pause(1.2)
         assert app.screen is screen
 
-        await pilot.pause(1.0)  # now nobody touches it
+        await pilot.pause(1.2)  # now nobody touches it: locked 2 s after the last key
         locked = app.screen
         assert isinstance(locked, BadgeScreen) and locked.locked_for == "Ana Ortiz"
         assert text_of(locked.query_one(".prompt")) == (
@@ -600,7 +601,7 @@ async def test_another_badge_at_a_locked_station_switches_user(
         await burst(pilot, "TRV-1001")
         await pilot.press("f2")
         await settle(pilot)
-        await typed(pilot, "LOT-A1")
+        await type_in(pilot, "LOT-A1")
         app.lock_station()
         await settle(pilot)
         assert isinstance(app.screen, BadgeScreen)
@@ -645,7 +646,7 @@ async def test_server_lost_mid_work_says_so_and_keeps_the_entry(
             await pilot.press("f2")
             await settle(pilot)
             await burst(pilot, "LOT-A100")
-            await typed(pilot, "ack")
+            await type_in(pilot, "ack")
 
             server.stop()
             await pilot.press("enter")

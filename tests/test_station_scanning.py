@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from textual.widgets import Input
 
 from kiosk.screens.badge import BadgeScreen
@@ -11,6 +12,9 @@ from kiosk.screens.queue import QueueScreen
 from kiosk.screens.traveler import TravelerScreen
 from tests.conftest import LiveServer
 from tests.station import burst, running, settle, typed
+
+# UI behaviour does not depend on the database; the server tests cover PostgreSQL.
+pytestmark = pytest.mark.parametrize("plant", ["sqlite"], indirect=True)
 
 
 async def test_badge_burst_signs_in_and_never_lands_in_the_input(

@@ -26,8 +26,8 @@ from kiosk.screens.queue import QueueScreen
 from kiosk.screens.sign_off import SignOffScreen
 from kiosk.screens.traveler import TravelerScreen
 from tests.conftest import LiveServer
-from tests.station import burst, running, settle, typed
-from tests.station_helpers import enter_value, screen_text
+from tests.station import burst, running, settle
+from tests.station_helpers import enter_value, screen_text, type_in
 
 pytestmark = pytest.mark.parametrize("plant", ["sqlite"], indirect=True)
 
@@ -76,7 +76,7 @@ async def step_in_work(pilot: Pilot[int]) -> None:
     await pilot.press("f2")
     await settle(pilot)
     await burst(pilot, "TL-0001")
-    await typed(pilot, "12.5")
+    await type_in(pilot, "12.5")
     await settle(pilot)
 
 
@@ -113,7 +113,7 @@ async def locked(pilot: Pilot[int]) -> None:
     await burst(pilot, "TRV-1001")
     await pilot.press("f2")
     await settle(pilot)
-    await typed(pilot, "LOT-A1")
+    await type_in(pilot, "LOT-A1")
     pilot.app.lock_station()
     await settle(pilot)
 

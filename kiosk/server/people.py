@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Connection, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 
 from kiosk.identity import badge_verifier
 from kiosk.rules import Refusal
@@ -56,15 +57,17 @@ def remember_verifier(
     conn: Connection, secret: PlantSecret, station: StationRef, user_id: int, badge: str
 ) -> None:
     verifier = badge_verifier(secret.station_key(station.id), badge)
-    keys = (t.station_verifiers.c.station_id == station.id) & (
-        t.station_verifiers.c.user_id == user_id
-    )
-    conn.execute(t.station_verifiers.delete().where(keys))
-    conn.execute(
-        insert(t.station_verifiers).values(
-            station_id=station.id, user_id=user_id, verifier=verifier
-        )
-    )
+    # One upsert statement: two signatures by one person at one station at the same moment (two
+    # server processes, a racing retry) must not both insert. A unique violation here would abort
+    # the whole PostgreSQL transaction, outside the action's savepoint.
+    row = {"station_id": station.id, "user_id": user_id, "verifier": verifier}
+    keys = ["station_id", "user_id"]
+    if conn.dialect.name == "postgresql":
+        pg = postgresql.insert(t.station_verifiers).values(**row)
+        conn.execute(pg.on_conflict_do_update(index_elements=keys, set_={"verifier": verifier}))
+    else:
+        lite = sqlite.insert(t.station_verifiers).values(**row)
+        conn.execute(lite.on_conflict_do_update(index_elements=keys, set_={"verifier": verifier}))
 
 
 def badge_in(conn: Connection, secret: PlantSecret, station: StationRef, badge: str) -> Person:

@@ -1,0 +1,34 @@
+"""The station's 30-second report: version, config, look, terminal, outbox, uptime."""
+
+from __future__ import annotations
+
+import time
+
+from kiosk import __version__
+from kiosk.client.outbox import Outbox
+from kiosk.wire import Heartbeat, StationInfo
+
+INTERVAL_SECONDS = 30.0
+
+
+def heartbeat(
+    info: StationInfo | None,
+    *,
+    theme: str,
+    terminal: tuple[int, int],
+    color_system: str | None,
+    outbox: Outbox,
+    started: float,
+) -> Heartbeat:
+    counts = outbox.counts()
+    return Heartbeat(
+        app_version=__version__,
+        config_version=info.config_version if info else 0,
+        theme=theme,
+        terminal=f"{terminal[0]}x{terminal[1]}",
+        color_system=color_system or "unknown",
+        outbox_waiting=counts.get("pending", 0),
+        outbox_refused=counts.get("refused", 0),
+        last_sync=outbox.last_sync(),
+        uptime_seconds=max(0.0, time.monotonic() - started),
+    )
