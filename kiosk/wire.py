@@ -218,6 +218,8 @@ class Ncr(WireModel):
     disposition: Disposition | None = None
     raised_by: str
     raised_at: datetime
+    disposition_signature: SignatureManifest | None = None
+    """Quality's signature on the disposition (meaning: approved)."""
 
 
 class TravelerSummary(WireModel):
@@ -392,6 +394,16 @@ class AsBuiltToolUse(WireModel):
     server_time: datetime
 
 
+class HoldRecord(WireModel):
+    """A hold in the traveler's history: why, who placed it, and the signature that released it."""
+
+    reason: str
+    placed_by: str
+    placed_at: datetime
+    ncr_number: str | None
+    released: SignatureManifest | None
+
+
 class AsBuiltValue(WireModel):
     """One recorded value, superseded ones included: the auditor sees every entry."""
 
@@ -405,6 +417,7 @@ class AsBuilt(WireModel):
     values: tuple[AsBuiltValue, ...]
     material: tuple[AsBuiltConsumption, ...]
     tools: tuple[AsBuiltToolUse, ...]
+    holds: tuple[HoldRecord, ...] = ()
     generated_at: datetime
 
 

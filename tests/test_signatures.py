@@ -223,3 +223,28 @@ async def test_disposition_and_release_are_signed_as_approved(
         )
         assert HEX64.match(row.content_hash)
         assert row.server_time.tzinfo is not None
+
+    # The as-built record carries both approvals, as an auditor reads them.
+    record = await floor.client.as_built("TRV-1001")
+    (dispositioned,) = record.traveler.ncrs
+    assert dispositioned.disposition_signature is not None
+    assert (
+        dispositioned.disposition_signature.printed_name,
+        dispositioned.disposition_signature.meaning,
+    ) == (
+        "Sam Patel",
+        Meaning.APPROVED,
+    )
+    (held,) = record.holds
+    assert held.ncr_number == number and held.released is not None
+    assert (held.released.printed_name, held.released.meaning) == ("Sam Patel", Meaning.APPROVED)
+
+
+async def test_a_signer_not_qualified_for_this_work_center_is_refused(floor: Floor) -> None:
+    await floor.work("ana", "TRV-1001", "10.1", sign=False)
+    before = await floor.traveler("TRV-1001")
+    with pytest.raises(Refused) as refused:
+        await floor.sign_step("ana", "TRV-1001", "10.1", signer="olu")  # qualified for PAINT only
+    assert refused.value.rule == "not_qualified"
+    assert "PAINT" not in refused.value.detail and "ASSEMBLY" in refused.value.detail
+    assert await floor.traveler("TRV-1001") == before

@@ -14,7 +14,14 @@ from sqlalchemy import Connection, insert, select
 
 from kiosk.server import audit, views
 from kiosk.server import schema as t
-from kiosk.wire import AsBuilt, AsBuiltConsumption, AsBuiltToolUse, AsBuiltValue, ItemKind
+from kiosk.wire import (
+    AsBuilt,
+    AsBuiltConsumption,
+    AsBuiltToolUse,
+    AsBuiltValue,
+    HoldRecord,
+    ItemKind,
+)
 
 
 class _Strict(BaseModel):
@@ -186,7 +193,28 @@ def as_built(conn: Connection, number: str) -> AsBuilt:
         ),
         material=_material(conn, tid, labels, names),
         tools=_tools(conn, tid, labels, names),
+        holds=_holds(conn, tid, names),
         generated_at=datetime.now(UTC),
+    )
+
+
+def _holds(conn: Connection, tid: int, names: views.NameLookup) -> tuple[HoldRecord, ...]:
+    rows = conn.execute(
+        select(t.holds, t.ncrs.c.number.label("ncr_number"))
+        .outerjoin(t.ncrs, t.ncrs.c.id == t.holds.c.ncr_id)
+        .where(t.holds.c.traveler_id == tid)
+        .order_by(t.holds.c.id)
+    ).all()
+    released = views.signatures_of(conn, "hold", [r.id for r in rows], names)
+    return tuple(
+        HoldRecord(
+            reason=r.reason,
+            placed_by=names.user(r.placed_by),
+            placed_at=r.placed_at,
+            ncr_number=r.ncr_number,
+            released=next(iter(released.get(r.id, [])), None),
+        )
+        for r in rows
     )
 
 

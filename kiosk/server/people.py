@@ -70,6 +70,17 @@ def remember_verifier(
         conn.execute(lite.on_conflict_do_update(index_elements=keys, set_={"verifier": verifier}))
 
 
+def ensure_qualified(conn: Connection, person: Person, station: StationRef) -> None:
+    """Signing at a station needs the same qualification as badging in there."""
+    row = conn.execute(select(t.users.c.work_centers).where(t.users.c.id == person.id)).one()
+    if not qualified(row, station.work_center):
+        raise Refusal(
+            "not_qualified",
+            f"{person.name} is not qualified for work center {station.work_center} and cannot sign here.",
+            403,
+        )
+
+
 def badge_in(conn: Connection, secret: PlantSecret, station: StationRef, badge: str) -> Person:
     row = badge_row(conn, secret, badge)
     if row.locked:

@@ -350,7 +350,13 @@ class ExecutionService:
         if not isinstance(action, SignedAction):
             return None
         if action.ticket is not None:
-            return people.redeem_ticket(conn, station, action.ticket, now)
-        if action.attestation is not None:
-            return people.accept_attestation(conn, station, action.attestation, action.offline, now)
-        return verified
+            signer = people.redeem_ticket(conn, station, action.ticket, now)
+        elif action.attestation is not None:
+            signer = people.accept_attestation(
+                conn, station, action.attestation, action.offline, now
+            )
+        else:
+            assert verified is not None
+            signer = verified
+        people.ensure_qualified(conn, signer, station)
+        return signer

@@ -200,7 +200,7 @@ def _steps(
                 ncr_number=ncr_by_item.get(i.id),
             )
         )
-    sigs = _signatures(conn, "step", step_ids, names)
+    sigs = signatures_of(conn, "step", step_ids, names)
     return tuple(
         Step(
             id=s.id,
@@ -237,7 +237,7 @@ def _latest_values(
     return latest, failed
 
 
-def _signatures(
+def signatures_of(
     conn: Connection, subject: str, ids: list[int], names: NameLookup
 ) -> dict[int, list[SignatureManifest]]:
     found: dict[int, list[SignatureManifest]] = defaultdict(list)
@@ -258,6 +258,7 @@ def _ncrs(conn: Connection, traveler_id: int, names: NameLookup) -> list[tuple[N
         .where(t.ncrs.c.traveler_id == traveler_id)
         .order_by(t.ncrs.c.id)
     ).all()
+    signed = signatures_of(conn, "ncr", [r.id for r in rows], names)
     return [
         (
             Ncr(
@@ -270,6 +271,7 @@ def _ncrs(conn: Connection, traveler_id: int, names: NameLookup) -> list[tuple[N
                 disposition=r.disposition,
                 raised_by=names.user(r.raised_by),
                 raised_at=r.raised_at,
+                disposition_signature=next(iter(signed.get(r.id, [])), None),
             ),
             r.item_id,
         )
