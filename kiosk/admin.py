@@ -54,10 +54,13 @@ class AdminApp(App[int], inherit_bindings=False):
     async def open_console(self, creds: Credentials) -> None:
         try:
             session = await self.client.admin_session(creds)
+            station = await self.client.station()
         except BackendError as exc:
             self.ask_badge(exc.detail)
             return
-        await self.push_screen(AdminConsoleScreen(self.client, session.token, session.admin.name))
+        await self.push_screen(
+            AdminConsoleScreen(self.client, session.token, session.admin.name, station)
+        )
 
     async def on_unmount(self) -> None:
         await self.client.aclose()

@@ -16,10 +16,14 @@ from textual.timer import Timer
 
 from kiosk import rules, themes
 from kiosk.client import BackendError, ExecutionClient
+from kiosk.client.heartbeat import heartbeat
+from kiosk.client.link import StationLink
 from kiosk.config import StationSettings
 from kiosk.scanning import DEFAULT_RULES, Scan, ScanRules, classify
+from kiosk.screens.admin_console import AdminConsoleScreen
 from kiosk.screens.badge import BadgeScreen
 from kiosk.screens.queue import QueueScreen
+from kiosk.screens.refused import RefusedScreen
 from kiosk.screens.sign_off import SignOffScreen
 from kiosk.screens.traveler import TravelerScreen
 from kiosk.wedge import Outcome, WedgeInput, scanner_settings
@@ -27,6 +31,7 @@ from kiosk.widgets.status_bar import StatusBar
 from kiosk.wire import Credentials, ItemKind, Person, StationInfo, Step, Traveler
 
 HEALTH_INTERVAL = 5.0
+HEARTBEAT_INTERVAL = 30.0
 
 
 class KioskApp(App[int], inherit_bindings=False):
@@ -36,6 +41,8 @@ class KioskApp(App[int], inherit_bindings=False):
     ENABLE_COMMAND_PALETTE = False
     TITLE = "Station kiosk"
     BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("f9", "refused", "Refused", show=False),
+        Binding("f11", "admin_console", "Admin", show=False),
         Binding("f12", "admin_exit", "Exit (admin)", show=False),
     ]
 
@@ -54,8 +61,10 @@ class KioskApp(App[int], inherit_bindings=False):
     ) -> None:
         super().__init__()
         self.settings = settings
-        self.client = ExecutionClient(server_url, token, timeout=settings.request_timeout)
+        client = ExecutionClient(server_url, token, timeout=settings.request_timeout)
+        self.link = StationLink(client, settings.data_dir, on_change=self.refresh_status)
         self.info: StationInfo | None = None
+        self._started = time.monotonic()
         self.clock = clock or (lambda: datetime.now().astimezone())
         self._idle: Timer | None = None
         self._last_input = time.monotonic()
@@ -67,6 +76,10 @@ class KioskApp(App[int], inherit_bindings=False):
         for theme in themes.THEMES.values():
             self.register_theme(theme)
         self.theme = themes.DEFAULT_THEME
+
+    @property
+    def client(self) -> ExecutionClient:
+        return self.link.client
 
     @property
     def work_center(self) -> str:
@@ -83,39 +96,59 @@ class KioskApp(App[int], inherit_bindings=False):
         await self.push_screen(BadgeScreen(allow_typed=True))
         self.set_interval(1.0, self._tick)
         self.set_interval(HEALTH_INTERVAL, self.check_health)
+        self.set_interval(HEARTBEAT_INTERVAL, self.send_heartbeat)
+        self.link.start()
         self.load_station()
 
     async def on_unmount(self) -> None:
-        await self.client.aclose()
+        await self.link.close()
 
     @work(exclusive=True, group="station")
     async def load_station(self) -> None:
+        """The station's config from the server (or, offline, as last seen): theme, idle, scanner."""
         try:
-            self.info = await self.client.station()
+            self.info = await self.link.station()
         except BackendError as exc:
-            self.online = False
             self._say(exc.detail, "error")
+            self.refresh_status()
             return
-        self.online = True
         self.theme = themes.resolve(self.info.config.theme)
         self.wedge = WedgeInput(scanner_settings(self.info.config.scanner))
         self.refresh_status()
 
     @work(exclusive=True, group="health")
     async def check_health(self) -> None:
-        self.online = await self.client.healthy()
-        if self.online and self.info is None:
+        healthy = await self.client.healthy()
+        if healthy and self.link.online is not True:
+            self.link.sender.nudge()  # back: deliver what waited, now rather than at the next retry
+        self.link.sender.set_online(healthy)
+        if healthy and self.info is None:
             self.load_station()
+
+    @work(exclusive=True, group="heartbeat")
+    async def send_heartbeat(self) -> None:
+        beat = heartbeat(
+            self.info,
+            theme=self.theme,
+            terminal=(self.size.width, self.size.height),
+            color_system=self.console.color_system,
+            outbox=self.link.outbox,
+            started=self._started,
+        )
+        try:
+            answer = await self.client.heartbeat(beat)
+        except BackendError:
+            return  # the health check reports the outage; a heartbeat is never worth a message
+        if self.info is not None and answer.config_version != self.info.config_version:
+            self.load_station()  # the plant changed this station's config: take it now
 
     # --- status bar -------------------------------------------------------------------------------
 
     def watch_person(self) -> None:
         self.refresh_status()
 
-    def watch_online(self) -> None:
-        self.refresh_status()
-
     def refresh_status(self) -> None:
+        self.online = self.link.online
         station = self.info.name if self.info else self.settings.station_name
         who = "nobody signed in"
         if self.person is not None:
@@ -125,6 +158,8 @@ class KioskApp(App[int], inherit_bindings=False):
                 bar.station = f"{station} · {self.work_center}"
                 bar.person = who
                 bar.online = self.online
+                bar.waiting = self.link.waiting()
+                bar.refused = len(self.link.refused())
                 bar.config_version = self.info.config_version if self.info else None
                 bar.clock = f"{self.clock():%H:%M}"
 
@@ -143,7 +178,7 @@ class KioskApp(App[int], inherit_bindings=False):
     async def badge_in(self, badge: str) -> None:
         """A badge anywhere: the same person continues; a new person replaces the previous one."""
         try:
-            person = await self.client.login(badge)
+            person = await self.link.login(badge)
         except BackendError as exc:
             self._say(exc.detail, "error")
             return
@@ -212,6 +247,9 @@ class KioskApp(App[int], inherit_bindings=False):
         if isinstance(event, events.InputEvent):
             self._last_input = time.monotonic()
         if isinstance(event, events.Key) and not event.is_forwarded:
+            if getattr(self.screen, "RAW_KEYS", False):
+                await super().on_event(event)  # the scanner test screen times every key itself
+                return
             await self._settle(self.wedge.feed(event))
             return
         await super().on_event(event)
@@ -267,7 +305,7 @@ class KioskApp(App[int], inherit_bindings=False):
             self._say("Scan your badge first.", "warning")
             return
         try:
-            traveler = await self.client.traveler(number)
+            traveler = await self.link.traveler(number)
         except BackendError as exc:
             self._say(exc.detail, "error")
             return
@@ -319,6 +357,31 @@ class KioskApp(App[int], inherit_bindings=False):
                 lambda _choice: self._say("New revision acknowledged.", "ok"),
             )
 
+    # --- refusals and admin -----------------------------------------------------------------------
+
+    def action_refused(self) -> None:
+        if not isinstance(self.screen, RefusedScreen):
+            self.push_screen(RefusedScreen(self.link), lambda _: self.refresh_status())
+
+    def action_admin_console(self) -> None:
+        def signed(creds: Credentials | None) -> None:
+            if creds is not None:
+                self._open_admin(creds)
+
+        summary = "Stations, holds, NCRs, locked people, enrollment codes, scanner test."
+        self.push_screen(SignOffScreen("Admin console", summary, "approved"), signed)
+
+    @work(exclusive=True, group="admin")
+    async def _open_admin(self, creds: Credentials) -> None:
+        try:
+            session = await self.client.admin_session(creds)
+        except BackendError as exc:
+            self._say(exc.detail, "error")
+            return
+        await self.push_screen(
+            AdminConsoleScreen(self.client, session.token, session.admin.name, self.info)
+        )
+
     # --- lockdown ---------------------------------------------------------------------------------
 
     def action_admin_exit(self) -> None:
@@ -334,7 +397,7 @@ class KioskApp(App[int], inherit_bindings=False):
     @work(exclusive=True, group="exit")
     async def _admin_exit(self, creds: Credentials) -> None:
         try:
-            person = (await self.client.verify(creds)).person
+            person = (await self.link.identify(creds)).signer  # offline too, from the cache
         except BackendError as exc:
             self._say(exc.detail, "error")
             return

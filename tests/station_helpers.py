@@ -97,42 +97,51 @@ async def sign_with(pilot: Pilot[int], badge: str, pin: str) -> None:
 
 @dataclass
 class StoppableServer:
-    """The real reference server on a loopback port that a test may stop halfway."""
+    """The real reference server on a loopback port that a test may stop and start again."""
 
     url: str
     service: ExecutionService
-    _server: uvicorn.Server
-    _thread: threading.Thread
+    port: int
+    _server: uvicorn.Server | None = None
+    _thread: threading.Thread | None = None
 
     def token(self) -> str:
         from kiosk.server import demo
 
         return self.service.local_station_token(demo.DEMO_STATION, demo.WORK_CENTER)
 
+    def start(self) -> None:
+        config = uvicorn.Config(
+            create_app(self.service),
+            host="127.0.0.1",
+            port=self.port,
+            log_level="warning",
+            lifespan="off",
+        )
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self._server.run, daemon=True)
+        self._thread.start()
+        deadline = time.monotonic() + 10
+        while not self._server.started:
+            if time.monotonic() > deadline or not self._thread.is_alive():
+                raise RuntimeError("test server did not start")
+            time.sleep(0.01)
+
     def stop(self) -> None:
+        if self._server is None or self._thread is None:
+            return
         self._server.should_exit = True
         self._thread.join(10)
         assert not self._thread.is_alive(), "test server did not stop"
+        self._server = self._thread = None
 
 
 @contextmanager
 def stoppable_server(service: ExecutionService) -> Iterator[StoppableServer]:
     port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(
-            create_app(service), host="127.0.0.1", port=port, log_level="warning", lifespan="off"
-        )
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("test server did not start")
-        time.sleep(0.01)
-    live = StoppableServer(f"http://127.0.0.1:{port}", service, server, thread)
+    live = StoppableServer(f"http://127.0.0.1:{port}", service, port)
+    live.start()
     try:
         yield live
     finally:
-        if thread.is_alive():
-            live.stop()
+        live.stop()

@@ -7,8 +7,8 @@ import os
 import pwd
 import re
 import shutil
-import sys
 import subprocess
+import sys
 import uuid
 from pathlib import Path
 

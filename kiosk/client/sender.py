@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,6 +26,7 @@ from kiosk.client.outbox import Entry, Outbox
 from kiosk.wire import ActionBatch, ActionOutcome, Problem
 
 BATCH_SIZE = 100
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -75,14 +77,19 @@ class Sender:
     async def run(self) -> None:
         """Deliver forever: immediately when nudged, with backoff after failures."""
         while True:
-            report = await self.deliver()
+            # Cleared before delivering, so a nudge that comes in meanwhile is not lost.
+            self._wake.clear()
+            try:
+                report = await self.deliver()
+            except Exception:  # a bug must not stop delivery for good: log it, back off, retry
+                log.exception("outbox delivery failed")
+                report = SyncReport(failed="internal error while delivering; see the log")
             if report.failed is None:
                 self._failures = 0
                 wait = 30.0  # idle: look again now and then, or sooner when nudged
             else:
                 self._failures += 1
                 wait = self.backoff.delay(self._failures)
-            self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=wait)
 

@@ -17,7 +17,7 @@ from kiosk.client import BackendError, ExecutionClient
 from kiosk.screens.prompt import PromptScreen
 from kiosk.screens.sign_off import SignOffScreen
 from kiosk.widgets.message_line import MessageLine
-from kiosk.wire import Credentials, PlantOverview, StationStatus
+from kiosk.wire import Credentials, PlantOverview, StationInfo, StationStatus
 
 REFRESH_SECONDS = 5.0
 
@@ -62,6 +62,7 @@ class AdminConsoleScreen(Screen[None]):
         Binding("f4", "refresh", "Refresh"),
         Binding("f6", "unlock", "Unlock person"),
         Binding("f7", "add_station", "Add station"),
+        Binding("f9", "scanner_test", "Scanner test"),
         Binding("escape", "close", "Close"),
     ]
 
@@ -77,11 +78,18 @@ class AdminConsoleScreen(Screen[None]):
     }
     """
 
-    def __init__(self, client: ExecutionClient, session: str, admin_name: str) -> None:
+    def __init__(
+        self,
+        client: ExecutionClient,
+        session: str,
+        admin_name: str,
+        station: StationInfo | None = None,
+    ) -> None:
         super().__init__()
         self.client = client
         self.session = session
         self.admin_name = admin_name
+        self.station = station
         self.overview: PlantOverview | None = None
 
     def compose(self) -> ComposeResult:
@@ -247,6 +255,14 @@ class AdminConsoleScreen(Screen[None]):
             "ok",
         )
         self.action_refresh()
+
+    def action_scanner_test(self) -> None:
+        if self.station is None:
+            self.say("The scanner test runs at a station, with the scanner attached.", "warning")
+            return
+        from kiosk.screens.scanner_test import ScannerTestScreen
+
+        self.app.push_screen(ScannerTestScreen(self.client, self.session, self.station))
 
     def action_close(self) -> None:
         if len(self.app.screen_stack) > 2:

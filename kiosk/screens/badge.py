@@ -32,7 +32,8 @@ class BadgeScreen(StationScreen):
         with Container(id="badge-area"), Vertical():
             if self.locked_for:
                 yield Static(
-                    f"Station locked. {self.locked_for}: scan your badge to continue.",
+                    f"Station locked. {self.locked_for}: scan your badge to continue "
+                    "where you were. Anyone else: your badge signs them out.",
                     classes="prompt",
                     markup=False,
                 )

@@ -112,7 +112,7 @@ class QueueScreen(StationScreen):
     @work(exclusive=True, group="queue")
     async def action_refresh(self) -> None:
         try:
-            travelers = await self.station.client.queue()
+            travelers = await self.station.link.queue()
         except BackendError as exc:
             self.say(exc.detail, "error")
             return

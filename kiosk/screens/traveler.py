@@ -24,7 +24,6 @@ from kiosk.widgets.step_detail import StepDetail
 from kiosk.widgets.step_list import StepList
 from kiosk.wire import (
     Action,
-    ActionResult,
     Credentials,
     DataItem,
     Disposition,
@@ -62,10 +61,10 @@ def header_text(trav: Traveler) -> str:
     )
 
 
-def applied_severity(action: Action, result: ActionResult) -> Severity:
+def applied_severity(action: Action, traveler: Traveler) -> Severity:
     """An out-of-tolerance value is recorded, yet no good news: a warning, not a green tick."""
     if isinstance(action, RecordValue):
-        _step, item = rules.find_item(result.traveler, action.item_id)
+        _step, item = rules.find_item(traveler, action.item_id)
         if item.latest is not None and item.latest.passed is False:
             return "warning"
     return "ok"
@@ -167,21 +166,44 @@ class TravelerScreen(StationScreen):
     # --- sending actions --------------------------------------------------------------------------
 
     @work(exclusive=True, group="action")
-    async def send(self, action: Action, success_hint: str = "") -> None:
+    async def send(self, action: Action, creds: Credentials | None = None) -> None:
+        """Record `action` in the station's outbox; for a signature, check badge + PIN first.
+
+        The PIN goes no further than the identity check: the outbox gets the server's signing
+        ticket (online) or the station's attestation (offline, from the credential cache).
+        """
+        person = self.station.person
+        assert person is not None
+        signer = None
         try:
-            result = await self.station.client.perform(action)
+            if creds is not None:
+                proof = await self.station.link.identify(creds)
+                action = action.model_copy(
+                    update={
+                        "credentials": None,
+                        "ticket": proof.ticket,
+                        "attestation": proof.attestation,
+                    }
+                )
+                signer = proof.signer
+            recorded = await self.station.link.record(action, person, self.traveler, signer)
         except BackendError as exc:
             self.say(exc.detail, "error")
             return
+        except rules.Refusal as refusal:
+            self.say(refusal.detail, "error")
+            return
+        finally:
+            self.station.refresh_status()
         self.save_drafts()
         if isinstance(action, RecordValue):
             self.station.forget_draft(action.item_id)  # recorded: the input starts empty again
         if isinstance(action, SignStep):
-            following = rules.current_step(result.traveler)  # signed off: move on to the next step
+            following = rules.current_step(recorded.traveler)  # signed off: on to the next step
             self.selected = following.id if following else self.selected
-        await self.show(result.traveler, save=False)
-        self.say(f"{result.message} {success_hint}".strip(), applied_severity(action, result))
-        self.after_applied(action, result.traveler)
+        await self.show(recorded.traveler, save=False)
+        self.say(recorded.message, applied_severity(action, recorded.traveler))
+        self.after_applied(action, recorded.traveler)
 
     def after_applied(self, action: Action, traveler: Traveler) -> None:
         if isinstance(action, RecordValue):
@@ -268,15 +290,14 @@ class TravelerScreen(StationScreen):
 
         def signed(creds: Credentials | None) -> None:
             if creds is not None:
-                self.send(
-                    SignStep(
-                        actor_id=self.actor,
-                        traveler=self.traveler.number,
-                        step_id=step.id,
-                        meaning=meaning,
-                        credentials=creds,
-                    )
+                action = SignStep(
+                    actor_id=self.actor,
+                    traveler=self.traveler.number,
+                    step_id=step.id,
+                    meaning=meaning,
+                    credentials=creds,
                 )
+                self.send(action, creds)
 
         heading = "Inspector buy-off" if meaning is Meaning.VERIFIED else "Sign off step"
         self.app.push_screen(SignOffScreen(heading, summary, meaning.value), signed)
@@ -302,11 +323,13 @@ class TravelerScreen(StationScreen):
     def action_raise_ncr(self) -> None:
         step = self.step
         if step is not None:
+            # A failure stays on record even after a passing re-measure: the NCR must name it.
             failed = next(
                 (
                     i
                     for i in step.items
-                    if i.latest and i.latest.passed is False and not i.ncr_number
+                    if not i.ncr_number
+                    and (i.failed_before or (i.latest is not None and i.latest.passed is False))
                 ),
                 None,
             )
@@ -370,11 +393,10 @@ class TravelerScreen(StationScreen):
 
         def released(creds: Credentials | None) -> None:
             if creds is not None:
-                self.send(
-                    ReleaseHold(
-                        actor_id=self.actor, traveler=self.traveler.number, credentials=creds
-                    )
+                release = ReleaseHold(
+                    actor_id=self.actor, traveler=self.traveler.number, credentials=creds
                 )
+                self.send(release, creds)
 
         summary = f"{self.traveler.number}: release hold '{hold.reason}'"
         self.app.push_screen(
@@ -395,7 +417,7 @@ class TravelerScreen(StationScreen):
 
             def signed(creds: Credentials | None) -> None:
                 if creds is not None:
-                    self.send(self._disposition(ncr.number, Disposition(choice), creds))
+                    self.send(self._disposition(ncr.number, Disposition(choice), creds), creds)
 
             self.app.push_screen(
                 SignOffScreen(
@@ -424,7 +446,7 @@ class TravelerScreen(StationScreen):
     @work(exclusive=True, group="action")
     async def action_refresh(self) -> None:
         try:
-            traveler = await self.station.client.traveler(self.traveler.number)
+            traveler = await self.station.link.traveler(self.traveler.number)
         except BackendError as exc:
             self.say(exc.detail, "error")
             return

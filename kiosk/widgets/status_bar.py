@@ -27,6 +27,8 @@ class StatusBar(Widget):
     """Backend reachable (True), unreachable (False), not known yet (None)."""
     waiting: reactive[int] = reactive(0)
     """Actions recorded on this station and not yet confirmed by the server."""
+    refused: reactive[int] = reactive(0)
+    """Actions the server refused, kept for a supervisor (F9)."""
     config_version: reactive[int | None] = reactive(None)
     """Version of the station's server-side config."""
     clock: reactive[str] = reactive("")
@@ -40,11 +42,20 @@ class StatusBar(Widget):
             backend = "… connecting"
         else:
             backend = "● ONLINE" if self.online else "✘ OFFLINE"
-        config = "" if self.config_version is None else f" │ cfg v{self.config_version}"
-        left = f" {self.station} │ {self.person} │ {backend} │ {self.waiting} waiting{config}"
-        width = self.size.width or 80
-        right = f" {self.clock} "
-        room = max(0, width - len(right))
-        if len(left) > room:  # the clock stays; the left part gives way
-            left = left[: max(0, room - 1)] + "…"
-        return Text(left.ljust(room) + right, no_wrap=True)
+        fixed = f" │ {backend} │ {self.waiting} waiting"
+        if self.refused:
+            fixed += f" │ ! {self.refused} refused (F9)"
+        if self.config_version is not None:
+            fixed += f" │ cfg v{self.config_version}"
+        fixed += f" │ {self.clock} "
+        # Backend state, queue, refusals and time always show; station and person give way.
+        room = max(8, (self.size.width or 80) - len(fixed) - 1)
+        person = _fit(self.person, room - min(len(self.station), 10) - 3)
+        station = _fit(self.station, room - len(person) - 3)
+        left = f" {station} │ {person}"
+        return Text(left.ljust(room + 1) + fixed, no_wrap=True, overflow="ellipsis")
+
+
+def _fit(text: str, width: int) -> str:
+    width = max(1, width)
+    return text if len(text) <= width else text[: width - 1] + "…"

@@ -57,9 +57,12 @@ class StepDetail(VerticalScroll):
     def compose(self) -> ComposeResult:
         step = self.step
         kind = " · INSPECTION" if step.inspection else ""
+        state = STATUS_WORDS[step.status]
+        if not self._editable and step.status is not StepStatus.COMPLETE:
+            state = "■ on hold: no work until released"  # "F2 to start" would be a false promise
         # Server text (titles, instructions, values in the needs) is plain text, never markup.
         yield Static(
-            f"Step {step.number} {step.title} · rev {step.revision}{kind} · {STATUS_WORDS[step.status]}",
+            f"Step {step.number} {step.title} · rev {step.revision}{kind} · {state}",
             classes="title",
             markup=False,
         )

@@ -1,0 +1,120 @@
+"""Admin work at the station itself: the admin console by badge, the scanner test screen with
+learning and saving, and a supervisor resolving refused actions."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from textual.widgets import RichLog
+
+from kiosk.screens.admin_console import AdminConsoleScreen
+from kiosk.screens.refused import RefusedScreen
+from kiosk.screens.scanner_test import ScannerTestScreen
+from kiosk.wire import PlaceHold, RecordValue
+from tests.conftest import LiveServer
+from tests.station import burst, running, settle
+from tests.station_helpers import message, sign_with
+
+pytestmark = pytest.mark.parametrize("plant", ["sqlite"], indirect=True)
+
+
+async def open_scanner_test(pilot) -> ScannerTestScreen:  # type: ignore[no-untyped-def]
+    await burst(pilot, "90001")  # Ada badges in
+    await pilot.press("f11")
+    await settle(pilot)
+    await sign_with(pilot, "90001", "9999")
+    assert isinstance(pilot.app.screen, AdminConsoleScreen)
+    await pilot.press("f9")
+    await settle(pilot)
+    screen = pilot.app.screen
+    assert isinstance(screen, ScannerTestScreen)
+    return screen
+
+
+def log_text(screen: ScannerTestScreen) -> str:
+    return "\n".join(line.text for line in screen.query_one(RichLog).lines)
+
+
+async def test_scanner_test_shows_keys_gaps_and_what_the_detector_decided(
+    live_server: LiveServer, tmp_path: Path
+) -> None:
+    async with running(live_server.url, live_server.token(), tmp_path, size=(100, 30)) as pilot:
+        screen = await open_scanner_test(pilot)
+        await burst(pilot, "]C10109506000134352\x1d10ABC123", gap=0.003)
+        shown = log_text(screen)
+        assert "<0x1D>" in shown  # the GS separator, made visible
+        assert "ms" in shown
+        assert "SCAN ended by enter: symbology GS1-128 · material ABC123" in shown
+        assert "(01) 09506000134352" in shown and "(10) ABC123" in shown
+        await burst(pilot, "10001")
+        assert "badge •••01" in log_text(screen)  # never the whole badge number
+
+
+async def test_scanner_test_learns_framing_and_saves_it_to_the_station(
+    live_server: LiveServer, tmp_path: Path
+) -> None:
+    async with running(live_server.url, live_server.token(), tmp_path, size=(100, 30)) as pilot:
+        await open_scanner_test(pilot)
+        await pilot.press("f5")
+        for code in ("TRV-1001", "TL-0001", "LOT-A100"):
+            await burst(pilot, f"\x02{code}#", gap=0.006)
+        assert "Learned: prefix '\\x02', suffix '#'" in message(pilot.app)
+        await pilot.press("f2")
+        await settle(pilot)
+        assert "Saved to DEMO-01 as config v2" in message(pilot.app)
+    info = live_server.service.station_info(live_server.service.authenticate(live_server.token()))
+    assert (info.config.scanner.prefix, info.config.scanner.suffix) == ("\x02", "#")
+    assert info.config_version >= 2
+
+
+async def test_a_supervisor_dismisses_or_redoes_a_refused_action(
+    live_server: LiveServer, tmp_path: Path
+) -> None:
+    svc = live_server.service
+    token = live_server.token()  # one token: issuing another would un-enroll the running station
+    async with running(live_server.url, token, tmp_path) as pilot:
+        app = pilot.app
+        await burst(pilot, "10001")
+        await burst(pilot, "TRV-1002")
+        await pilot.press("f2")
+        await settle(pilot)
+        # Two values go into the outbox while the server holds the traveler meanwhile.
+        station = svc.authenticate(token)
+        sam = svc.login(station, "30001")
+        trav = app.screen.traveler  # type: ignore[attr-defined]
+        wrench = trav.steps[2].items[0]
+        svc.perform(
+            station,
+            "hold-meanwhile",
+            PlaceHold(actor_id=sam.id, traveler="TRV-1002", reason="Gauge recall"),
+        )
+        for value in ("TL-0001", "TL-0003"):
+            app.link.outbox.record(
+                RecordValue(
+                    actor_id=app.person.id, traveler="TRV-1002", item_id=wrench.id, value=value
+                ),  # type: ignore[union-attr]
+                app.person,  # type: ignore[arg-type]
+            )
+        app.link.sender.nudge()
+        for _ in range(20):
+            await settle(pilot)
+            if len(app.link.refused()) == 2:
+                break
+        app.refresh_status()
+        assert "2 refused (F9)" in str(app.screen.query_one("StatusBar").render())
+        await pilot.press("f9")
+        await settle(pilot)
+        assert isinstance(app.screen, RefusedScreen)
+        await pilot.press("f8")  # dismiss the first: an operator's badge is not enough
+        await settle(pilot)
+        await sign_with(pilot, "10001", "1111")
+        assert "may not resolve a refused action" in message(app)
+        await pilot.press("f8")
+        await settle(pilot)
+        await sign_with(pilot, "30001", "3333")
+        assert "dismissed by Sam Patel" in message(app)
+        assert [e.state for e in app.link.outbox.entries() if e.kind == "record_value"] == [
+            "dismissed",
+            "refused",
+        ]
