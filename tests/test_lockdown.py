@@ -61,7 +61,8 @@ async def test_no_screen_binds_quit_suspend_or_palette(
 ) -> None:
     assert KioskApp.ENABLE_COMMAND_PALETTE is False
     keys = {b.key for b in KioskApp.BINDINGS if not isinstance(b, tuple)}
-    assert keys == {"f12"}  # the admin exit, behind badge + PIN
+    # The admin exit and console (behind an admin's badge + PIN) and the refused-actions list.
+    assert keys == {"f9", "f11", "f12"}
     async with running(live_server.url, live_server.token(), tmp_path) as pilot:
         app = pilot.app
         seen: list[str] = []

@@ -579,7 +579,8 @@ async def test_idle_lock_fires_and_the_same_badge_returns_to_the_typed_entry(
         locked = app.screen
         assert isinstance(locked, BadgeScreen) and locked.locked_for == "Ana Ortiz"
         assert text_of(locked.query_one(".prompt")) == (
-            "Station locked. Ana Ortiz: scan your badge to continue."
+            "Station locked. Ana Ortiz: scan your badge to continue where you were. "
+            "Anyone else: your badge signs them out."
         )
         assert "LOT-A10" not in screen_text(app)  # the entry is covered, not shown
 
