@@ -20,10 +20,8 @@ from kiosk.client.heartbeat import heartbeat
 from kiosk.client.link import StationLink
 from kiosk.config import StationSettings
 from kiosk.scanning import DEFAULT_RULES, Scan, ScanRules, classify
-from kiosk.screens.admin_console import AdminConsoleScreen
 from kiosk.screens.badge import BadgeScreen
 from kiosk.screens.queue import QueueScreen
-from kiosk.screens.refused import RefusedScreen
 from kiosk.screens.sign_off import SignOffScreen
 from kiosk.screens.traveler import TravelerScreen
 from kiosk.wedge import Outcome, WedgeInput, scanner_settings
@@ -360,6 +358,8 @@ class KioskApp(App[int], inherit_bindings=False):
     # --- refusals and admin -----------------------------------------------------------------------
 
     def action_refused(self) -> None:
+        from kiosk.screens.refused import RefusedScreen  # rarely needed: not on the start path
+
         if not isinstance(self.screen, RefusedScreen):
             self.push_screen(RefusedScreen(self.link), lambda _: self.refresh_status())
 
@@ -378,6 +378,8 @@ class KioskApp(App[int], inherit_bindings=False):
         except BackendError as exc:
             self._say(exc.detail, "error")
             return
+        from kiosk.screens.admin_console import AdminConsoleScreen  # TabbedContent: ~15 ms
+
         await self.push_screen(
             AdminConsoleScreen(self.client, session.token, session.admin.name, self.info)
         )

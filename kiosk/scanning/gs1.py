@@ -17,15 +17,11 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import TYPE_CHECKING
 
-from biip import ParseConfig, ParseError
-from biip.checksums import gs1_standard_check_digit
-from biip.gs1_messages import GS1Message
-from biip.gtin import Gtin
-
 from kiosk.scanning.symbology import ScanParseError, Symbology, split_symbology
 
 if TYPE_CHECKING:
     from biip.gs1_element_strings import GS1ElementString
+    from biip.gs1_messages import GS1Message
 
 __all__ = ["GS1_SEPARATORS", "GS1Label", "parse_gs1", "parse_gtin"]
 
@@ -120,6 +116,9 @@ def parse_gtin(digits: str) -> str:
     """
     if len(digits) not in (8, 12, 13, 14) or not (digits.isascii() and digits.isdigit()):
         raise ScanParseError("This is not a GTIN: expected 8, 12, 13 or 14 digits.")
+    from biip import ParseError
+    from biip.gtin import Gtin
+
     try:
         return Gtin.parse(digits).as_gtin_14()
     except ParseError as error:
@@ -143,6 +142,10 @@ def _drop_add_on(data: str) -> str:
 
 def _parse_message(data: str, separators: tuple[str, ...]) -> GS1Message:
     """Let biip split the element strings; translate its errors for the operator."""
+    # biip is imported on the first GS1 scan: its tables cost ~45 ms of every station start.
+    from biip import ParseConfig, ParseError
+    from biip.gs1_messages import GS1Message
+
     config = ParseConfig(separator_chars=separators)
     try:
         if data.startswith("("):
@@ -193,6 +196,8 @@ def _expected_check_digit(digits: str) -> int | None:
     """The check digit ``digits`` should end with, when it is wrong; else None."""
     if len(digits) < 2 or not (digits.isascii() and digits.isdigit()):
         return None
+    from biip.checksums import gs1_standard_check_digit
+
     expected = gs1_standard_check_digit(digits[:-1])
     return expected if expected != int(digits[-1]) else None
 

@@ -241,6 +241,8 @@ def signatures_of(
     conn: Connection, subject: str, ids: list[int], names: NameLookup
 ) -> dict[int, list[SignatureManifest]]:
     found: dict[int, list[SignatureManifest]] = defaultdict(list)
+    if not ids:
+        return found  # most travelers have no NCR: no query for their signatures
     rows = conn.execute(
         select(t.signatures)
         .where(t.signatures.c.subject == subject, t.signatures.c.subject_id.in_(ids))
