@@ -351,6 +351,7 @@ class KioskApp(App[int], inherit_bindings=False):
                     "Instructions changed",
                     "Read the new instructions before you continue:\n" + "\n".join(changed),
                     [("ack", "I have read the new revision")],
+                    cancellable=False,
                 ),
                 lambda _choice: self._say("New revision acknowledged.", "ok"),
             )

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -24,6 +25,12 @@ TMUX = shutil.which("tmux")
 class Terminal:
     def __init__(self, session: str) -> None:
         self.session = session
+        self.pid_file: Path | None = None
+
+    @property
+    def kiosk_pid(self) -> int:
+        assert self.pid_file is not None
+        return int(self.pid_file.read_text())
 
     def tmux(self, *args: str) -> str:
         assert TMUX is not None
@@ -78,11 +85,14 @@ def terminal(tmp_path: Path) -> Iterator[Terminal]:
             "80",
             "-y",
             "24",
-            f"env {env} {kiosk}; echo KIOSK-EXITED $?; sleep 60",
+            # The shell records the kiosk's PID (exec keeps it), so a test can signal it.
+            f"sh -c 'echo $$ > {tmp_path / 'kiosk.pid'}; exec env {env} {kiosk}'; "
+            "echo KIOSK-EXITED $?; sleep 60",
         ],
         check=True,
     )
     term = Terminal(session)
+    term.pid_file = tmp_path / "kiosk.pid"
     try:
         yield term
     finally:
@@ -125,3 +135,20 @@ def test_operator_session_in_a_real_terminal(terminal: Terminal) -> None:
     terminal.send("Enter")
     shown = terminal.wait_for("KIOSK-EXITED 0")
     assert "Scan your badge" not in shown  # the alternate screen is gone: terminal restored
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP], ids=["SIGTERM", "SIGHUP"])
+def test_systemd_stop_or_a_dropped_ssh_session_restores_the_terminal(
+    terminal: Terminal, sig: signal.Signals, tmp_path: Path
+) -> None:
+    terminal.wait_for("Scan your badge to sign in")
+    terminal.wait_for("ONLINE")
+    os.kill(terminal.kiosk_pid, sig)
+    shown = terminal.wait_for("KIOSK-EXITED")
+    assert "Scan your badge" not in shown  # the alternate screen is gone: terminal restored
+    # The embedded server went with the station: no orphan keeps the database open.
+    time.sleep(0.5)
+    left = subprocess.run(
+        ["pgrep", "-f", f"serve --embedded.*{tmp_path}"], capture_output=True, text=True
+    )
+    assert left.stdout.strip() == ""

@@ -118,3 +118,36 @@ async def test_a_supervisor_dismisses_or_redoes_a_refused_action(
             "dismissed",
             "refused",
         ]
+
+
+async def test_heartbeat_reports_the_station_and_picks_up_a_new_central_config(
+    live_server: LiveServer, tmp_path: Path
+) -> None:
+    from kiosk.wire import Credentials, StationConfig
+
+    svc = live_server.service
+    token = live_server.token()
+    async with running(live_server.url, token, tmp_path, size=(80, 24)) as pilot:
+        app = pilot.app
+        app.send_heartbeat()
+        await settle(pilot)
+        station = svc.authenticate(token)
+        admin = svc.admin_session(station, Credentials(badge="90001", pin="9999")).token
+        (status,) = [s for s in svc.overview(station, admin).stations if s.name == "DEMO-01"]
+        beat = status.heartbeat
+        assert beat is not None and not status.silent and status.drift == ()
+        assert (beat.terminal, beat.theme, beat.outbox_waiting, beat.config_version) == (
+            "80x24",
+            "kiosk-dark",
+            0,
+            1,
+        )
+        assert beat.color_system  # what Rich detected on this terminal
+
+        # The plant switches this station to the console theme: the next beat brings it over.
+        svc.set_station_config(station, admin, "DEMO-01", StationConfig(theme="kiosk-console"))
+        app.send_heartbeat()
+        await settle(pilot)
+        assert app.theme == "kiosk-console"
+        assert app.info is not None and app.info.config_version == 2
+        assert "cfg v2" in str(app.screen.query_one("StatusBar").render())

@@ -678,3 +678,41 @@ async def test_server_lost_mid_work_keeps_recording_and_delivers_later(
             assert "0 waiting" in text_of(screen.query_one(StatusBar))
     delivered = item_of(step_of(service.traveler("TRV-1001"), "10.1"), "Kit complete per pick list")
     assert delivered.latest is not None and delivered.latest.value == "acknowledged"
+
+
+async def test_a_changed_revision_must_be_acknowledged(
+    live_server: LiveServer, tmp_path: Path
+) -> None:
+    from sqlalchemy import update
+
+    from kiosk.screens.prompt import ChoiceScreen
+    from kiosk.server import schema as t
+
+    async with running(live_server.url, live_server.token(), tmp_path) as pilot:
+        app = pilot.app
+        await burst(pilot, "10001")
+        await burst(pilot, "TRV-1001")
+        screen = traveler_screen(app)
+        step_id = screen.traveler.steps[0].id
+        # Engineering releases revision D of step 10.1 while the traveler is open.
+        with live_server.service.store.begin() as conn:
+            conn.execute(
+                update(t.steps)
+                .where(t.steps.c.id == step_id)
+                .values(
+                    revision="D", instructions="Check the kit against pick list PL-7741-220 rev D."
+                )
+            )
+        await pilot.press("f4")
+        await settle(pilot)
+        notice = app.screen
+        assert isinstance(notice, ChoiceScreen)
+        assert "step 10.1: rev C → rev D" in screen_text(app)
+        await pilot.press("escape")  # there is no way around it
+        await settle(pilot)
+        assert app.screen is notice
+        await pilot.press("enter")
+        await settle(pilot)
+        assert app.screen is screen
+        assert "New revision acknowledged." in message(app)
+        assert "rev D" in screen_text(app)

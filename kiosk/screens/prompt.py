@@ -58,22 +58,33 @@ class ChoiceScreen(ModalScreen[str | None]):
     BINDINGS = [Binding("escape", "cancel", "Cancel")]
     DEFAULT_CSS = "ChoiceScreen {" + MODAL_CSS + "}"
 
-    def __init__(self, heading: str, explanation: str, choices: list[tuple[str, str]]) -> None:
+    def __init__(
+        self,
+        heading: str,
+        explanation: str,
+        choices: list[tuple[str, str]],
+        *,
+        cancellable: bool = True,
+    ) -> None:
         super().__init__()
         self.heading = heading
         self.explanation = explanation
         self.choices = choices
+        self.cancellable = cancellable
 
     def compose(self) -> ComposeResult:
         with Vertical():
             yield Static(self.heading, classes="heading", markup=False)
             yield Static(self.explanation, markup=False)
             yield OptionList(*[Option(text, id=key) for key, text in self.choices])
-            yield Static("Arrows and Enter to choose, Esc to cancel.")
+            yield Static(
+                "Arrows and Enter to choose" + (", Esc to cancel." if self.cancellable else ".")
+            )
 
     def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
         event.stop()
         self.dismiss(event.option.id)
 
     def action_cancel(self) -> None:
-        self.dismiss(None)
+        if self.cancellable:  # a notice that must be acknowledged has no way around it
+            self.dismiss(None)

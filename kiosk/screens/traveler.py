@@ -124,6 +124,9 @@ class TravelerScreen(StationScreen):
         if save:
             self.save_drafts()
         self.traveler = traveler
+        # Whatever brought this traveler (a refresh, the answer to an action): a step whose
+        # instructions changed revision since they were shown must be acknowledged first.
+        self.station.note_revisions(traveler, acknowledge=False)
         self.query_one("#traveler-header", Static).update(header_text(traveler))
         self.query_one(HoldBanner).show_hold(traveler.hold)
         self.query_one(StepList).show_steps(traveler.steps, self.selected)
@@ -451,7 +454,6 @@ class TravelerScreen(StationScreen):
             self.say(exc.detail, "error")
             return
         await self.show(traveler)
-        self.station.note_revisions(traveler, acknowledge=False)
 
     def action_back(self) -> None:
         self.save_drafts()
