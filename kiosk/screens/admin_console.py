@@ -10,10 +10,10 @@ from datetime import datetime
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static, TabbedContent, TabPane
 
 from kiosk.client import BackendError, ExecutionClient
+from kiosk.screens.base import MessageScreen
 from kiosk.screens.prompt import PromptScreen
 from kiosk.screens.sign_off import SignOffScreen
 from kiosk.widgets.message_line import MessageLine
@@ -57,7 +57,7 @@ def station_state(station: StationStatus) -> str:
     return "✔ ok"
 
 
-class AdminConsoleScreen(Screen[None]):
+class AdminConsoleScreen(MessageScreen):
     BINDINGS = [
         Binding("f4", "refresh", "Refresh"),
         Binding("f6", "unlock", "Unlock person"),
@@ -113,9 +113,6 @@ class AdminConsoleScreen(Screen[None]):
     def on_mount(self) -> None:
         self.action_refresh()
         self.set_interval(REFRESH_SECONDS, self.action_refresh)
-
-    def say(self, text: str, severity: str = "info") -> None:
-        self.query_one(MessageLine).say(text, severity)  # type: ignore[arg-type]
 
     @work(exclusive=True, group="overview")
     async def action_refresh(self) -> None:

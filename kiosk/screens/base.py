@@ -1,4 +1,5 @@
-"""What every full station screen shares: a typed handle on the app and a message line."""
+"""What full screens share: a message line to speak through, and for station screens a typed
+handle on the app."""
 
 from __future__ import annotations
 
@@ -12,14 +13,18 @@ if TYPE_CHECKING:
     from kiosk.app import KioskApp
 
 
-class StationScreen(Screen[None]):
+class MessageScreen(Screen[None]):
+    """A full screen with a `MessageLine`: results and refusals are said there, in words."""
+
+    def say(self, text: str, severity: Severity = "info") -> None:
+        for line in self.query(MessageLine):
+            line.say(text, severity)
+
+
+class StationScreen(MessageScreen):
     @property
     def station(self) -> KioskApp:
         return cast("KioskApp", self.app)
 
     def on_screen_resume(self) -> None:
         self.station.refresh_status()
-
-    def say(self, text: str, severity: Severity = "info") -> None:
-        for line in self.query(MessageLine):
-            line.say(text, severity)

@@ -7,13 +7,13 @@ from __future__ import annotations
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 
 from kiosk import rules
 from kiosk.client import BackendError
 from kiosk.client.link import StationLink
 from kiosk.client.outbox import Entry
+from kiosk.screens.base import MessageScreen
 from kiosk.screens.sign_off import SignOffScreen
 from kiosk.widgets.message_line import MessageLine
 from kiosk.wire import Credentials, Role
@@ -21,7 +21,7 @@ from kiosk.wire import Credentials, Role
 RESOLVE_ROLES = frozenset({Role.SUPERVISOR, Role.QUALITY})
 
 
-class RefusedScreen(Screen[None]):
+class RefusedScreen(MessageScreen):
     BINDINGS = [
         Binding("f2", "redo", "Re-do (supervisor)"),
         Binding("f8", "dismiss_entry", "Dismiss (supervisor)"),
@@ -53,9 +53,6 @@ class RefusedScreen(Screen[None]):
 
     def on_mount(self) -> None:
         self.reload()
-
-    def say(self, text: str, severity: str = "info") -> None:
-        self.query_one(MessageLine).say(text, severity)  # type: ignore[arg-type]
 
     def reload(self) -> None:
         self.entries = self.link.refused()
@@ -98,11 +95,8 @@ class RefusedScreen(Screen[None]):
         try:
             proof = await self.link.identify(creds)
             rules.require_role(proof.signer, RESOLVE_ROLES, "resolve a refused action")
-        except BackendError as exc:
-            self.say(exc.detail, "error")
-            return
-        except rules.Refusal as refusal:
-            self.say(refusal.detail, "error")
+        except (BackendError, rules.Refusal) as refused:
+            self.say(refused.detail, "error")
             return
         if how == "redo":
             fresh = self.link.outbox.redo(entry.seq, proof.signer.name)

@@ -10,13 +10,14 @@ from __future__ import annotations
 from textual import events, work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.screen import Screen
 from textual.widgets import Footer, RichLog, Static
 
 from kiosk.client import BackendError, ExecutionClient
-from kiosk.scanning import DetectorSettings, KeyInput, Release, Scan, WedgeDetector, classify, mask
+from kiosk.scanning import KeyInput, Release, Scan, WedgeDetector, classify, mask
 from kiosk.scanning.learn import LearnedScanner, LearnError, learn
 from kiosk.scanning.symbology import split_symbology
+from kiosk.screens.base import MessageScreen
+from kiosk.wedge import scanner_settings
 from kiosk.widgets.message_line import MessageLine
 from kiosk.wire import ScannerConfig, StationInfo
 
@@ -36,7 +37,7 @@ def shown(character: str | None, key: str) -> str:
     return character
 
 
-class ScannerTestScreen(Screen[None]):
+class ScannerTestScreen(MessageScreen):
     """Keys reach this screen raw: the station's detector steps aside while it is open."""
 
     RAW_KEYS = True
@@ -62,23 +63,12 @@ class ScannerTestScreen(Screen[None]):
         self.session = session
         self.info = info
         self.scanner = info.config.scanner
-        self.detector = WedgeDetector(self._settings(self.scanner))
+        self.detector = WedgeDetector(scanner_settings(self.scanner))
         self._last: float | None = None
         self._burst: list[KeyInput] = []
         self.bursts: list[list[KeyInput]] = []
         self.learning = False
         self.learned: LearnedScanner | None = None
-
-    @staticmethod
-    def _settings(scanner: ScannerConfig) -> DetectorSettings:
-        return DetectorSettings(
-            max_gap_ms=scanner.max_gap_ms,
-            avg_max_ms=scanner.avg_max_ms,
-            min_len=scanner.min_len,
-            prefix=scanner.prefix,
-            suffix=scanner.suffix,
-            terminators=scanner.terminators,
-        )
 
     def compose(self) -> ComposeResult:
         yield Static(
@@ -96,9 +86,6 @@ class ScannerTestScreen(Screen[None]):
             f"detector: max gap {s.max_gap_ms:g} ms · mean gap {s.avg_max_ms:g} ms · min {s.min_len} chars · "
             f"prefix {s.prefix!r} · suffix {s.suffix!r} · ends {', '.join(s.terminators)}"
         )
-
-    def say(self, text: str, severity: str = "info") -> None:
-        self.query_one(MessageLine).say(text, severity)  # type: ignore[arg-type]
 
     # --- keys -------------------------------------------------------------------------------------
 
@@ -196,7 +183,7 @@ class ScannerTestScreen(Screen[None]):
             self.say(exc.detail, "error")
             return
         self.scanner = scanner
-        self.detector = WedgeDetector(self._settings(scanner))
+        self.detector = WedgeDetector(scanner_settings(scanner))
         self.query_one("#settings", Static).update(self._settings_text())
         self.say(
             f"Saved to {self.info.name} as config v{version}; the station uses it from now on.",

@@ -190,11 +190,8 @@ class TravelerScreen(StationScreen):
                 )
                 signer = proof.signer
             recorded = await self.station.link.record(action, person, self.traveler, signer)
-        except BackendError as exc:
-            self.say(exc.detail, "error")
-            return
-        except rules.Refusal as refusal:
-            self.say(refusal.detail, "error")
+        except (BackendError, rules.Refusal) as refused:  # both carry a sentence for the screen
+            self.say(refused.detail, "error")
             return
         finally:
             self.station.refresh_status()
