@@ -493,6 +493,8 @@ class Heartbeat(WireModel):
     color_system: str = Field(max_length=40)
     outbox_waiting: int = Field(ge=0)
     outbox_refused: int = Field(ge=0)
+    refused_actions: tuple[str, ...] = Field(default=(), max_length=20)
+    """The oldest refused actions, one line each (what, by whom, the server's reason)."""
     last_sync: datetime | None = None
     uptime_seconds: float = Field(ge=0)
 

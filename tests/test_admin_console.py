@@ -44,6 +44,10 @@ def plant_with_stations(live_server: LiveServer) -> str:
         app_version="0.0.9",
         outbox_waiting=12,
         outbox_refused=2,
+        refused_actions=(
+            "#7 TRV-1001 record value by Ben Okafor: TRV-1001 is on hold",
+            "#9 TRV-1001 start step by Ben Okafor: TRV-1001 is on hold",
+        ),
     )
     report(svc, "ST-03", NOW - timedelta(minutes=9))  # silent
     svc.clock = lambda: NOW
@@ -76,7 +80,9 @@ async def test_console_flags_drifted_and_silent_stations(live_server: LiveServer
         assert "TRV-1003 | Awaiting engineering review of drawing change ECN-2291" in table_text(
             app, "holds"
         )
-        assert "ST-02 | 2" in table_text(app, "refused")
+        refused = table_text(app, "refused")
+        assert "ST-02 | #7 TRV-1001 record value by Ben Okafor: TRV-1001 is on hold" in refused
+        assert "ST-02 | #9 TRV-1001 start step by Ben Okafor: TRV-1001 is on hold" in refused
 
 
 async def test_only_an_admin_opens_the_console(live_server: LiveServer) -> None:

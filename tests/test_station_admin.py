@@ -151,3 +151,15 @@ async def test_heartbeat_reports_the_station_and_picks_up_a_new_central_config(
         assert app.theme == "kiosk-console"
         assert app.info is not None and app.info.config_version == 2
         assert "cfg v2" in str(app.screen.query_one("StatusBar").render())
+
+
+async def test_a_revoked_station_says_station_not_enrolled(
+    live_server: LiveServer, tmp_path: Path
+) -> None:
+    token = live_server.token()
+    live_server.service.revoke_station("DEMO-01")
+    async with running(live_server.url, token, tmp_path) as pilot:
+        assert "Station not enrolled" in message(pilot.app)
+        await burst(pilot, "10001")
+        assert pilot.app.person is None
+        assert "Station not enrolled" in message(pilot.app)

@@ -9,6 +9,7 @@ from kiosk.client.outbox import Outbox
 from kiosk.wire import Heartbeat, StationInfo
 
 INTERVAL_SECONDS = 30.0
+MAX_REFUSED_LINES = 20
 
 
 def heartbeat(
@@ -29,6 +30,9 @@ def heartbeat(
         color_system=color_system or "unknown",
         outbox_waiting=counts.get("pending", 0),
         outbox_refused=counts.get("refused", 0),
+        refused_actions=tuple(
+            f"{e.summary}: {e.message}" for e in outbox.entries("refused")[:MAX_REFUSED_LINES]
+        ),
         last_sync=outbox.last_sync(),
         uptime_seconds=max(0.0, time.monotonic() - started),
     )

@@ -36,7 +36,7 @@ COLUMNS: dict[str, tuple[str, ...]] = {
     ),
     "holds": ("Traveler", "Reason", "Placed by", "Since", "NCR"),
     "ncrs": ("NCR", "Traveler", "Step", "Defect", "Qty", "Description", "Raised by"),
-    "refused": ("Station", "Refused actions"),
+    "refused": ("Station", "Refused action and the server's reason"),
     "people": ("Person", "Roles"),
     "codes": ("Station", "Expires", "Used"),
 }
@@ -148,10 +148,13 @@ class AdminConsoleScreen(MessageScreen):
                 for o in overview.open_ncrs
             ],
         )
+        # One row per refused action the stations reported; they are resolved at the station (F9).
         refused = [
-            (s.name, str(s.heartbeat.outbox_refused))
+            (s.name, line)
             for s in overview.stations
-            if s.heartbeat and s.heartbeat.outbox_refused
+            if s.heartbeat
+            for line in (s.heartbeat.refused_actions or (f"{s.heartbeat.outbox_refused} refused",))
+            if s.heartbeat.outbox_refused
         ]
         self._fill("refused", refused)
         self._fill(
