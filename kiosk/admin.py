@@ -8,16 +8,15 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from textual import work
 from textual.app import App
 from textual.binding import Binding, BindingType
 
 from kiosk import themes
-from kiosk.client import BackendError, ExecutionClient
+from kiosk.client import ExecutionClient
 from kiosk.config import StationSettings
 from kiosk.screens.admin_console import AdminConsoleScreen
 from kiosk.screens.sign_off import SignOffScreen
-from kiosk.wire import Credentials
+from kiosk.wire import AdminSession, Credentials, StationInfo
 
 
 class AdminApp(App[int], inherit_bindings=False):
@@ -36,29 +35,20 @@ class AdminApp(App[int], inherit_bindings=False):
         self.theme = themes.DEFAULT_THEME
 
     def on_mount(self) -> None:
-        self.ask_badge()
-
-    def ask_badge(self, error: str = "") -> None:
         summary = "Admin console: stations, holds, NCRs, locked people, enrollment codes."
-        if error:
-            summary += f"\n✘ {error}"
-        self.push_screen(SignOffScreen("Admin sign-in", summary, "approved"), self._signed)
+        self.push_screen(
+            SignOffScreen("Admin sign-in", summary, "approved", self._sign_in), self._opened
+        )
 
-    def _signed(self, creds: Credentials | None) -> None:
-        if creds is None:
+    async def _sign_in(self, creds: Credentials) -> tuple[AdminSession, StationInfo]:
+        return await self.client.admin_session(creds), await self.client.station()
+
+    def _opened(self, signed_in: tuple[AdminSession, StationInfo] | None) -> None:
+        if signed_in is None:
             self.exit(0)
             return
-        self.open_console(creds)
-
-    @work(exclusive=True)
-    async def open_console(self, creds: Credentials) -> None:
-        try:
-            session = await self.client.admin_session(creds)
-            station = await self.client.station()
-        except BackendError as exc:
-            self.ask_badge(exc.detail)
-            return
-        await self.push_screen(
+        session, station = signed_in
+        self.push_screen(
             AdminConsoleScreen(self.client, session.token, session.admin.name, station)
         )
 

@@ -26,7 +26,15 @@ from kiosk.screens.sign_off import SignOffScreen
 from kiosk.screens.traveler import TravelerScreen
 from kiosk.wedge import Outcome, WedgeInput, scanner_settings
 from kiosk.widgets.status_bar import StatusBar
-from kiosk.wire import Credentials, ItemKind, Person, StationInfo, Step, Traveler
+from kiosk.wire import (
+    AdminSession,
+    Credentials,
+    ItemKind,
+    Person,
+    StationInfo,
+    Step,
+    Traveler,
+)
 
 HEALTH_INTERVAL = 5.0
 HEARTBEAT_INTERVAL = 30.0
@@ -365,46 +373,36 @@ class KioskApp(App[int], inherit_bindings=False):
             self.push_screen(RefusedScreen(self.link), lambda _: self.refresh_status())
 
     def action_admin_console(self) -> None:
-        def signed(creds: Credentials | None) -> None:
-            if creds is not None:
-                self._open_admin(creds)
+        def opened(session: AdminSession | None) -> None:
+            if session is not None:
+                from kiosk.screens.admin_console import AdminConsoleScreen  # TabbedContent: ~15 ms
+
+                console = AdminConsoleScreen(
+                    self.client, session.token, session.admin.name, self.info
+                )
+                self.push_screen(console)
 
         summary = "Stations, holds, NCRs, locked people, enrollment codes, scanner test."
-        self.push_screen(SignOffScreen("Admin console", summary, "approved"), signed)
-
-    @work(exclusive=True, group="admin")
-    async def _open_admin(self, creds: Credentials) -> None:
-        try:
-            session = await self.client.admin_session(creds)
-        except BackendError as exc:
-            self._say(exc.detail, "error")
-            return
-        from kiosk.screens.admin_console import AdminConsoleScreen  # TabbedContent: ~15 ms
-
-        await self.push_screen(
-            AdminConsoleScreen(self.client, session.token, session.admin.name, self.info)
-        )
+        prompt = SignOffScreen("Admin console", summary, "approved", self.client.admin_session)
+        self.push_screen(prompt, opened)
 
     # --- lockdown ---------------------------------------------------------------------------------
 
     def action_admin_exit(self) -> None:
-        def verified(creds: Credentials | None) -> None:
-            if creds is not None:
-                self._admin_exit(creds)
+        def confirmed(admin: Person | None) -> None:
+            if admin is not None:
+                self.exit(0)
 
-        self.push_screen(
-            SignOffScreen("Exit the station (admin)", "Closes the station app.", "approved"),
-            verified,
+        prompt = SignOffScreen(
+            "Exit the station (admin)", "Closes the station app.", "approved", self._admin
         )
+        self.push_screen(prompt, confirmed)
 
-    @work(exclusive=True, group="exit")
-    async def _admin_exit(self, creds: Credentials) -> None:
-        try:
-            person = (await self.link.identify(creds)).signer  # offline too, from the cache
-        except BackendError as exc:
-            self._say(exc.detail, "error")
-            return
+    async def _admin(self, creds: Credentials) -> Person:
+        """Badge + PIN of an admin: checked by the server, or offline from the credential cache."""
+        person = (await self.link.identify(creds)).signer
         if not rules.has_role(person, rules.ADMIN_ROLES):
-            self._say(f"{person.name} is not an admin; the station stays open.", "error")
-            return
-        self.exit(0)
+            raise rules.Refusal(
+                "role_not_allowed", f"{person.name} is not an admin; the station stays open.", 403
+            )
+        return person

@@ -148,6 +148,10 @@ async def test_admin_exit_refuses_an_operator(live_server: LiveServer, tmp_path:
         await sign_with(pilot, "10001", "1111")
         assert "Ana Ortiz is not an admin; the station stays open." in message(app)
         assert app.is_running and app.return_code is None
+        # The prompt stays open for another badge; Esc puts the station back as it was.
+        assert isinstance(app.screen, SignOffScreen)
+        await pilot.press("escape")
+        await settle(pilot)
         assert isinstance(app.screen, BadgeScreen)
 
 

@@ -330,14 +330,18 @@ async def test_wrong_pin_says_tries_left_and_signs_nothing(
         await pilot.press("f5")
         await settle(pilot)
         assert isinstance(app.screen, SignOffScreen)
+        prompt = app.screen
         await sign_with(pilot, "10001", "1112")
+        # Said inside the prompt, which stays open: the badge is kept, the PIN asked again.
+        assert app.screen is prompt
         assert "Wrong PIN. 4 tries left before lock-out." in message(app)
+        assert focused_input(app).id == "pin" and focused_input(app).value == ""
         step = step_of(live_server.service.traveler("TRV-1001"), "10.1")
         assert step.signatures == () and step.status is StepStatus.IN_WORK
-        # The right PIN on the next try signs.
-        await pilot.press("f5")
+        await type_in(pilot, "1111")
+        await pilot.press("enter")
         await settle(pilot)
-        await sign_with(pilot, "10001", "1111")
+        assert isinstance(app.screen, TravelerScreen)
         step = step_of(live_server.service.traveler("TRV-1001"), "10.1")
         assert step.status is StepStatus.COMPLETE
 

@@ -53,6 +53,10 @@ class Proof:
     def offline(self) -> bool:
         return self.attestation is not None
 
+    def fields(self) -> dict[str, str | StationAttestation | None]:
+        """What a signed action carries instead of a PIN."""
+        return {"ticket": self.ticket, "attestation": self.attestation}
+
 
 @dataclass(frozen=True)
 class Recorded:

@@ -17,7 +17,7 @@ from kiosk.screens.base import MessageScreen
 from kiosk.screens.prompt import PromptScreen
 from kiosk.screens.sign_off import SignOffScreen
 from kiosk.widgets.message_line import MessageLine
-from kiosk.wire import Credentials, PlantOverview, StationInfo, StationStatus
+from kiosk.wire import Credentials, Person, PlantOverview, StationInfo, StationStatus
 
 REFRESH_SECONDS = 5.0
 
@@ -211,23 +211,18 @@ class AdminConsoleScreen(MessageScreen):
             min(table.cursor_row, len(self.overview.locked_people) - 1)
         ]
 
-        def signed(creds: Credentials | None) -> None:
-            if creds is not None:
-                self._unlock(person.id, person.name, creds)
+        def unlocked(done: Person | None) -> None:
+            if done is not None:
+                self.say(f"{done.name} unlocked.", "ok")
+                self.action_refresh()
 
-        self.app.push_screen(
-            SignOffScreen(f"Unlock {person.name}", "Resets the PIN lock-out.", "approved"), signed
+        async def unlock(creds: Credentials) -> Person:
+            return await self.client.unlock(person.id, creds)  # the server checks the signer
+
+        prompt = SignOffScreen(
+            f"Unlock {person.name}", "Resets the PIN lock-out.", "approved", unlock
         )
-
-    @work(exclusive=True, group="admin-action")
-    async def _unlock(self, user_id: int, name: str, creds: Credentials) -> None:
-        try:
-            await self.client.unlock(user_id, creds)
-        except BackendError as exc:
-            self.say(exc.detail, "error")
-            return
-        self.say(f"{name} unlocked.", "ok")
-        self.action_refresh()
+        self.app.push_screen(prompt, unlocked)
 
     def action_add_station(self) -> None:
         def named(answer: str | None) -> None:

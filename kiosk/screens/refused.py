@@ -4,19 +4,17 @@ supervisor's signature, either re-done (queued again under a new key) or dismiss
 
 from __future__ import annotations
 
-from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.widgets import DataTable, Footer, Static
 
 from kiosk import rules
-from kiosk.client import BackendError
 from kiosk.client.link import StationLink
 from kiosk.client.outbox import Entry
 from kiosk.screens.base import MessageScreen
 from kiosk.screens.sign_off import SignOffScreen
 from kiosk.widgets.message_line import MessageLine
-from kiosk.wire import Credentials, Role
+from kiosk.wire import Credentials, Person, Role
 
 RESOLVE_ROLES = frozenset({Role.SUPERVISOR, Role.QUALITY})
 
@@ -83,28 +81,28 @@ class RefusedScreen(MessageScreen):
             return
         verb = "Re-do" if how == "redo" else "Dismiss"
 
-        def signed(creds: Credentials | None) -> None:
-            if creds is not None:
-                self._resolve_signed(entry, how, creds)
+        def signed(supervisor: Person | None) -> None:
+            if supervisor is not None:
+                self._resolved(entry, how, supervisor)
 
         summary = f"{entry.summary}\nRefused: {entry.message}"
-        self.app.push_screen(SignOffScreen(f"{verb} a refused action", summary, "approved"), signed)
+        prompt = SignOffScreen(f"{verb} a refused action", summary, "approved", self._supervisor)
+        self.app.push_screen(prompt, signed)
 
-    @work(exclusive=True, group="resolve")
-    async def _resolve_signed(self, entry: Entry, how: str, creds: Credentials) -> None:
-        try:
-            proof = await self.link.identify(creds)
-            rules.require_role(proof.signer, RESOLVE_ROLES, "resolve a refused action")
-        except (BackendError, rules.Refusal) as refused:
-            self.say(refused.detail, "error")
-            return
+    async def _supervisor(self, creds: Credentials) -> Person:
+        """Badge + PIN of someone who may resolve refusals (the prompt says why not otherwise)."""
+        proof = await self.link.identify(creds)
+        rules.require_role(proof.signer, RESOLVE_ROLES, "resolve a refused action")
+        return proof.signer
+
+    def _resolved(self, entry: Entry, how: str, supervisor: Person) -> None:
         if how == "redo":
-            fresh = self.link.outbox.redo(entry.seq, proof.signer.name)
+            fresh = self.link.outbox.redo(entry.seq, supervisor.name)
             self.link.sender.nudge()
-            self.say(f"#{entry.seq} queued again as #{fresh.seq} by {proof.signer.name}.", "ok")
+            self.say(f"#{entry.seq} queued again as #{fresh.seq} by {supervisor.name}.", "ok")
         else:
-            self.link.outbox.dismiss(entry.seq, proof.signer.name)
-            self.say(f"#{entry.seq} dismissed by {proof.signer.name}.", "ok")
+            self.link.outbox.dismiss(entry.seq, supervisor.name)
+            self.say(f"#{entry.seq} dismissed by {supervisor.name}.", "ok")
         self.reload()
 
     def action_close(self) -> None:

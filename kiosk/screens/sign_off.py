@@ -1,22 +1,33 @@
 """The sign-off prompt: shows what is being signed and its meaning, then asks for badge + PIN.
 
 Both identification components are asked at every signing (21 CFR 11.200); nothing is remembered
-between signatures.
+between signatures. The prompt checks them itself (through the caller's `check`): a wrong PIN or an
+unknown badge is said inside the prompt, which stays open for another try.
 """
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+from typing import Generic, TypeVar
+
+from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Input, Static
 
+from kiosk import rules
+from kiosk.client import BackendError
 from kiosk.wire import Credentials
 
+T = TypeVar("T")
+Check = Callable[[Credentials], Awaitable[T]]
 
-class SignOffScreen(ModalScreen[Credentials | None]):
-    """Returns the credentials given, or None when cancelled with Esc."""
+
+class SignOffScreen(ModalScreen[T | None], Generic[T]):
+    """Returns what `check` made of the badge + PIN (a signing proof, an admin session...),
+    or None when cancelled with Esc."""
 
     BINDINGS = [Binding("escape", "cancel", "Cancel")]
 
@@ -34,11 +45,12 @@ class SignOffScreen(ModalScreen[Credentials | None]):
     }
     """
 
-    def __init__(self, heading: str, summary: str, meaning: str) -> None:
+    def __init__(self, heading: str, summary: str, meaning: str, check: Check[T]) -> None:
         super().__init__()
         self.heading = heading
         self.summary = summary
         self.meaning = meaning
+        self.check = check
 
     def compose(self) -> ComposeResult:
         with Vertical():
@@ -83,7 +95,25 @@ class SignOffScreen(ModalScreen[Credentials | None]):
             self._error("Enter your PIN.")
             self.query_one("#pin", Input).focus()
             return
-        self.dismiss(Credentials(badge=badge, pin=pin))
+        self._submit(Credentials(badge=badge, pin=pin))
+
+    @work(exclusive=True, group="sign-off")
+    async def _submit(self, creds: Credentials) -> None:
+        self.query_one("#error", Static).update("… checking")
+        try:
+            result = await self.check(creds)
+        except (BackendError, rules.Refusal) as refused:
+            # Stay open: the PIN is cleared, the badge kept unless it was the badge that failed.
+            self._error(refused.detail)
+            pin = self.query_one("#pin", Input)
+            pin.value = ""
+            if refused.rule in ("badge_unknown", "person_locked"):
+                self.query_one("#badge", Input).value = ""
+                self.query_one("#badge", Input).focus()
+            else:
+                pin.focus()
+            return
+        self.dismiss(result)
 
     def _error(self, text: str) -> None:
         self.query_one("#error", Static).update(f"✘ {text}")

@@ -12,6 +12,7 @@ from textual.widgets import Footer, Input, OptionList, Static
 
 from kiosk import rules
 from kiosk.client import BackendError
+from kiosk.client.link import Proof
 from kiosk.screens.base import StationScreen
 from kiosk.screens.ncr import NcrDraft, NcrScreen
 from kiosk.screens.prompt import ChoiceScreen, PromptScreen
@@ -24,7 +25,6 @@ from kiosk.widgets.step_detail import StepDetail
 from kiosk.widgets.step_list import StepList
 from kiosk.wire import (
     Action,
-    Credentials,
     DataItem,
     Disposition,
     DispositionNcr,
@@ -169,26 +169,17 @@ class TravelerScreen(StationScreen):
     # --- sending actions --------------------------------------------------------------------------
 
     @work(exclusive=True, group="action")
-    async def send(self, action: Action, creds: Credentials | None = None) -> None:
-        """Record `action` in the station's outbox; for a signature, check badge + PIN first.
+    async def send(self, action: Action, proof: Proof | None = None) -> None:
+        """Record `action` in the station's outbox and show it.
 
-        The PIN goes no further than the identity check: the outbox gets the server's signing
-        ticket (online) or the station's attestation (offline, from the credential cache).
+        A signature arrives with its proof (the sign-off prompt checked badge + PIN): the PIN
+        went no further than that check; the outbox gets the server's signing ticket (online)
+        or the station's attestation (offline, from the credential cache).
         """
         person = self.station.person
         assert person is not None
-        signer = None
+        signer = None if proof is None else proof.signer
         try:
-            if creds is not None:
-                proof = await self.station.link.identify(creds)
-                action = action.model_copy(
-                    update={
-                        "credentials": None,
-                        "ticket": proof.ticket,
-                        "attestation": proof.attestation,
-                    }
-                )
-                signer = proof.signer
             recorded = await self.station.link.record(action, person, self.traveler, signer)
         except (BackendError, rules.Refusal) as refused:  # both carry a sentence for the screen
             self.say(refused.detail, "error")
@@ -288,19 +279,22 @@ class TravelerScreen(StationScreen):
         )
         summary = f"{self.traveler.number} step {step.number} {step.title} (rev {step.revision})\n{values}"
 
-        def signed(creds: Credentials | None) -> None:
-            if creds is not None:
+        def signed(proof: Proof | None) -> None:
+            if proof is not None:
                 action = SignStep(
                     actor_id=self.actor,
                     traveler=self.traveler.number,
                     step_id=step.id,
                     meaning=meaning,
-                    credentials=creds,
+                    **proof.fields(),
                 )
-                self.send(action, creds)
+                self.send(action, proof)
 
         heading = "Inspector buy-off" if meaning is Meaning.VERIFIED else "Sign off step"
-        self.app.push_screen(SignOffScreen(heading, summary, meaning.value), signed)
+        self.app.push_screen(self._sign_off(heading, summary, meaning), signed)
+
+    def _sign_off(self, heading: str, summary: str, meaning: Meaning) -> SignOffScreen[Proof]:
+        return SignOffScreen(heading, summary, meaning.value, self.station.link.identify)
 
     def _ready_to_sign(self, step: Step) -> None:
         needs = rules.outstanding(step)
@@ -391,16 +385,16 @@ class TravelerScreen(StationScreen):
         hold = self.traveler.hold
         assert hold is not None
 
-        def released(creds: Credentials | None) -> None:
-            if creds is not None:
+        def released(proof: Proof | None) -> None:
+            if proof is not None:
                 release = ReleaseHold(
-                    actor_id=self.actor, traveler=self.traveler.number, credentials=creds
+                    actor_id=self.actor, traveler=self.traveler.number, **proof.fields()
                 )
-                self.send(release, creds)
+                self.send(release, proof)
 
         summary = f"{self.traveler.number}: release hold '{hold.reason}'"
         self.app.push_screen(
-            SignOffScreen("Release hold (supervisor or quality)", summary, Meaning.APPROVED.value),
+            self._sign_off("Release hold (supervisor or quality)", summary, Meaning.APPROVED),
             released,
         )
 
@@ -415,30 +409,26 @@ class TravelerScreen(StationScreen):
             if choice is None:
                 return
 
-            def signed(creds: Credentials | None) -> None:
-                if creds is not None:
-                    self.send(self._disposition(ncr.number, Disposition(choice), creds), creds)
+            def signed(proof: Proof | None) -> None:
+                if proof is not None:
+                    self.send(self._disposition(ncr.number, Disposition(choice), proof), proof)
 
+            summary = f"{ncr.description}\nDisposition: {choice}"
             self.app.push_screen(
-                SignOffScreen(
-                    f"Disposition {ncr.number}",
-                    f"{ncr.description}\nDisposition: {choice}",
-                    Meaning.APPROVED.value,
-                ),
-                signed,
+                self._sign_off(f"Disposition {ncr.number}", summary, Meaning.APPROVED), signed
             )
 
         self.app.push_screen(
             ChoiceScreen(f"Disposition {ncr.number}", ncr.description, choices), chosen
         )
 
-    def _disposition(self, ncr: str, disposition: Disposition, creds: Credentials) -> Action:
+    def _disposition(self, ncr: str, disposition: Disposition, proof: Proof) -> Action:
         return DispositionNcr(
             actor_id=self.actor,
             traveler=self.traveler.number,
             ncr=ncr,
             disposition=disposition,
-            credentials=creds,
+            **proof.fields(),
         )
 
     # --- navigation -------------------------------------------------------------------------------
