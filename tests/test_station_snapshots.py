@@ -118,74 +118,26 @@ async def locked(pilot: Pilot[int]) -> None:
     await settle(pilot)
 
 
+SCREENS = [
+    pytest.param(nothing, BadgeScreen, id="badge"),
+    pytest.param(signed_in, QueueScreen, id="queue"),
+    pytest.param(step_in_work, TravelerScreen, id="traveler_step_in_work"),
+    pytest.param(sign_off_prompt, SignOffScreen, id="sign_off"),
+    pytest.param(ncr_prompt, NcrScreen, id="ncr"),
+    pytest.param(on_hold, TravelerScreen, id="hold_banner"),
+    pytest.param(locked, BadgeScreen, id="locked"),
+]
+
+
 @pytest.mark.parametrize("size", SIZES)
-class TestScreens:
-    async def test_badge(
-        self,
-        live_server: LiveServer,
-        tmp_path: Path,
-        size: tuple[int, int],
-        snapshot: SnapshotAssertion,
-    ) -> None:
-        """Badge screen: nobody signed in."""
-        await shoot(live_server, tmp_path, size, snapshot, nothing, BadgeScreen)
-
-    async def test_queue(
-        self,
-        live_server: LiveServer,
-        tmp_path: Path,
-        size: tuple[int, int],
-        snapshot: SnapshotAssertion,
-    ) -> None:
-        """Work queue after Ana badged in."""
-        await shoot(live_server, tmp_path, size, snapshot, signed_in, QueueScreen)
-
-    async def test_traveler_step_in_work(
-        self,
-        live_server: LiveServer,
-        tmp_path: Path,
-        size: tuple[int, int],
-        snapshot: SnapshotAssertion,
-    ) -> None:
-        """Traveler screen with a step in work and a live in-tolerance verdict."""
-        await shoot(live_server, tmp_path, size, snapshot, step_in_work, TravelerScreen)
-
-    async def test_sign_off(
-        self,
-        live_server: LiveServer,
-        tmp_path: Path,
-        size: tuple[int, int],
-        snapshot: SnapshotAssertion,
-    ) -> None:
-        """Sign-off prompt over the traveler: meaning, summary, badge and PIN."""
-        await shoot(live_server, tmp_path, size, snapshot, sign_off_prompt, SignOffScreen)
-
-    async def test_ncr(
-        self,
-        live_server: LiveServer,
-        tmp_path: Path,
-        size: tuple[int, int],
-        snapshot: SnapshotAssertion,
-    ) -> None:
-        """NCR prompt offered after an out-of-tolerance torque."""
-        await shoot(live_server, tmp_path, size, snapshot, ncr_prompt, NcrScreen)
-
-    async def test_hold_banner(
-        self,
-        live_server: LiveServer,
-        tmp_path: Path,
-        size: tuple[int, int],
-        snapshot: SnapshotAssertion,
-    ) -> None:
-        """TRV-1003 on hold: the banner with its reason, inputs disabled."""
-        await shoot(live_server, tmp_path, size, snapshot, on_hold, TravelerScreen)
-
-    async def test_locked(
-        self,
-        live_server: LiveServer,
-        tmp_path: Path,
-        size: tuple[int, int],
-        snapshot: SnapshotAssertion,
-    ) -> None:
-        """Idle lock over Ana's traveler."""
-        await shoot(live_server, tmp_path, size, snapshot, locked, BadgeScreen)
+@pytest.mark.parametrize(("drive", "screen"), SCREENS)
+async def test_screen(
+    live_server: LiveServer,
+    tmp_path: Path,
+    size: tuple[int, int],
+    snapshot: SnapshotAssertion,
+    drive: Drive,
+    screen: type,
+) -> None:
+    """Each station screen, driven there against the real server, in every theme."""
+    await shoot(live_server, tmp_path, size, snapshot, drive, screen)
