@@ -23,11 +23,13 @@ from kiosk import themes
 from kiosk.screens.badge import BadgeScreen
 from kiosk.screens.ncr import NcrScreen
 from kiosk.screens.queue import QueueScreen
+from kiosk.screens.refused import RefusedScreen
+from kiosk.screens.scanner_test import ScannerTestScreen
 from kiosk.screens.sign_off import SignOffScreen
 from kiosk.screens.traveler import TravelerScreen
 from tests.conftest import LiveServer
 from tests.station import burst, running, settle
-from tests.station_helpers import enter_value, screen_text, type_in
+from tests.station_helpers import enter_value, screen_text, sign_with, type_in
 
 pytestmark = pytest.mark.parametrize("plant", ["sqlite"], indirect=True)
 
@@ -118,6 +120,23 @@ async def locked(pilot: Pilot[int]) -> None:
     await settle(pilot)
 
 
+async def refused_list(pilot: Pilot[int]) -> None:
+    """F9 with nothing refused: the list says so."""
+    await burst(pilot, "10001")
+    await pilot.press("f9")
+    await settle(pilot)
+
+
+async def scanner_test(pilot: Pilot[int]) -> None:
+    """Admin console (F11, Ada's badge and PIN), then the scanner test screen (F9)."""
+    await burst(pilot, "90001")
+    await pilot.press("f11")
+    await settle(pilot)
+    await sign_with(pilot, "90001", "9999")
+    await pilot.press("f9")
+    await settle(pilot)
+
+
 SCREENS = [
     pytest.param(nothing, BadgeScreen, id="badge"),
     pytest.param(signed_in, QueueScreen, id="queue"),
@@ -126,6 +145,8 @@ SCREENS = [
     pytest.param(ncr_prompt, NcrScreen, id="ncr"),
     pytest.param(on_hold, TravelerScreen, id="hold_banner"),
     pytest.param(locked, BadgeScreen, id="locked"),
+    pytest.param(refused_list, RefusedScreen, id="refused"),
+    pytest.param(scanner_test, ScannerTestScreen, id="scanner_test"),
 ]
 
 
