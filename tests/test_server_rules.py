@@ -594,3 +594,26 @@ async def test_an_inspection_step_is_not_bought_off_before_it_is_performed(
     assert refused.value.rule == "not_performed"
     assert refused.value.detail == "Step 20.2 must be signed as performed first."
     assert snapshot(service, "TRV-1002") == before
+
+
+def test_the_queue_matches_each_travelers_own_current_step(service: ExecutionService) -> None:
+    """The set-based queue agrees with the traveler-by-traveler reading of the same rule."""
+    from kiosk import rules
+    from kiosk.server import views
+    from kiosk.wire import TravelerStatus
+
+    with service.store.begin() as conn:
+        queue = views.queue(conn, "ASSEMBLY")
+        expected = []
+        for number in ("TRV-1001", "TRV-1002", "TRV-1003", "TRV-2000"):
+            trav = views.load_traveler(conn, number)
+            step = rules.current_step(trav)
+            assert step is not None
+            expected.append((number, trav.status, f"{step.number} {step.title}"))
+        assert [(q.number, q.status, q.current_step) for q in queue] == expected
+        assert {q.status for q in queue} == {
+            TravelerStatus.NOT_STARTED,
+            TravelerStatus.IN_WORK,
+            TravelerStatus.ON_HOLD,
+        }
+        assert views.queue(conn, "PAINT") == []

@@ -23,6 +23,7 @@ STATUS_WORDS: dict[TravelerStatus, str] = {
 }
 
 
+QUEUE_REFRESH_SECONDS = 30.0
 HEADERS = ("Traveler", "Part", "Serial", "Status", "Current step")
 CELL_PADDING = 2  # DataTable pads every cell with one space on each side
 SCROLLBAR_WIDTH = 2
@@ -105,6 +106,8 @@ class QueueScreen(StationScreen):
     def on_mount(self) -> None:
         self.query_one(DataTable).focus()
         self.action_refresh()
+        # New travelers released by the ERP, holds placed elsewhere: the queue keeps itself current.
+        self.set_interval(QUEUE_REFRESH_SECONDS, self.action_refresh)
 
     def on_screen_resume(self) -> None:
         self.action_refresh()

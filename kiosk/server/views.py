@@ -309,27 +309,63 @@ def _active_hold(conn: Connection, traveler_id: int, names: NameLookup) -> Hold 
 
 
 def queue(conn: Connection, work_center: str) -> list[TravelerSummary]:
-    """Travelers whose current step is worked at `work_center`, or that are held there."""
-    found: list[TravelerSummary] = []
-    numbers = conn.execute(select(t.travelers.c.number).order_by(t.travelers.c.number)).scalars()
-    for number in numbers:
-        trav = load_traveler(conn, number)
-        step = rules.current_step(trav)
-        if step is None or step.work_center != work_center:
-            continue
-        found.append(summary(trav))
-    return found
+    """Travelers whose current step (the first not complete) is worked at `work_center`.
 
-
-def summary(trav: Traveler) -> TravelerSummary:
-    step = rules.current_step(trav)
-    return TravelerSummary(
-        number=trav.number,
-        work_order=trav.work_order,
-        part_number=trav.part_number,
-        part_name=trav.part_name,
-        serial=trav.serial,
-        status=trav.status,
-        current_step=None if step is None else f"{step.number} {step.title}",
-        work_center=None if step is None else step.work_center,
+    A handful of set-based queries for the whole plant, whatever its size: every station asks
+    for its queue, and loading each traveler in full would grow with every traveler ever made.
+    """
+    st, op = t.steps.c, t.operations.c
+    current = (
+        select(st.traveler_id, func.min(st.seq).label("seq"))
+        .where(st.status != StepStatus.COMPLETE.value)
+        .group_by(st.traveler_id)
+        .subquery()
     )
+    rows = conn.execute(
+        select(
+            t.travelers.c.id,
+            t.travelers.c.number,
+            t.travelers.c.serial,
+            t.work_orders.c.number.label("wo"),
+            t.work_orders.c.part_number,
+            t.work_orders.c.part_name,
+            st.number.label("step_number"),
+            st.title,
+        )
+        .join(t.work_orders, t.work_orders.c.id == t.travelers.c.work_order_id)
+        .join(current, current.c.traveler_id == t.travelers.c.id)
+        .join(t.steps, (st.traveler_id == current.c.traveler_id) & (st.seq == current.c.seq))
+        .join(t.operations, op.id == st.operation_id)
+        .where(op.work_center == work_center)
+        .order_by(t.travelers.c.number)
+    ).all()
+    ids = [r.id for r in rows]
+    held = set(
+        conn.execute(
+            select(t.holds.c.traveler_id).where(
+                t.holds.c.traveler_id.in_(ids), t.holds.c.released_signature_id.is_(None)
+            )
+        ).scalars()
+    )
+    started = set(
+        conn.execute(
+            select(st.traveler_id)
+            .where(st.traveler_id.in_(ids), st.status != StepStatus.NOT_STARTED.value)
+            .distinct()
+        ).scalars()
+    )
+    return [
+        TravelerSummary(
+            number=r.number,
+            work_order=r.wo,
+            part_number=r.part_number,
+            part_name=r.part_name,
+            serial=r.serial,
+            status=TravelerStatus.ON_HOLD
+            if r.id in held
+            else (TravelerStatus.IN_WORK if r.id in started else TravelerStatus.NOT_STARTED),
+            current_step=f"{r.step_number} {r.title}",
+            work_center=work_center,
+        )
+        for r in rows
+    ]
