@@ -48,7 +48,12 @@ async def test_scanner_test_shows_keys_gaps_and_what_the_detector_decided(
         assert "SCAN ended by enter: symbology GS1-128 · material ABC123" in shown
         assert "(01) 09506000134352" in shown and "(10) ABC123" in shown
         await burst(pilot, "10001")
-        assert "badge •••01" in log_text(screen)  # never the whole badge number
+        badge_part = log_text(screen).split("(10) ABC123")[1]
+        assert "badge •••01" in badge_part  # never the whole badge number
+        key_lines = [
+            line.split(" ms ")[1].split()[0] for line in badge_part.splitlines() if " ms " in line
+        ]
+        assert key_lines == ["•", "•", "•", "0", "1", "<CR>"]  # masked but the last 2, with gaps
 
 
 async def test_scanner_test_learns_framing_and_saves_it_to_the_station(

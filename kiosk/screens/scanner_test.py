@@ -66,6 +66,7 @@ class ScannerTestScreen(MessageScreen):
         self.detector = WedgeDetector(scanner_settings(self.scanner))
         self._last: float | None = None
         self._burst: list[KeyInput] = []
+        self._lines: list[tuple[str, KeyInput]] = []
         self.bursts: list[list[KeyInput]] = []
         self.learning = False
         self.learned: LearnedScanner | None = None
@@ -97,9 +98,7 @@ class ScannerTestScreen(MessageScreen):
         key = KeyInput(event.key, event.character, event.time)
         gap = "" if self._last is None else f"+{(event.time - self._last) * 1000:6.1f} ms"
         self._last = event.time
-        self.query_one(RichLog).write(
-            f"{gap:>11}  {shown(event.character, event.key):8} {event.key}"
-        )
+        self._lines.append((gap, key))  # written once the detector has decided what they were
         self._collect(key)
         for decision in self.detector.feed(key):
             self._show(decision)
@@ -128,16 +127,34 @@ class ScannerTestScreen(MessageScreen):
             if len(self.bursts) >= 3:
                 self._learn()
 
+    def _write_keys(self, count: int, *, private: bool) -> None:
+        """The keys of one decision with their gaps; a badge's characters masked but the last 2."""
+        lines, self._lines = self._lines[:count], self._lines[count:]
+        texts = [
+            i
+            for i, (_gap, key) in enumerate(lines)
+            if key.character and key.key not in self.scanner.terminators
+        ]
+        hidden = set(texts[:-2]) if private else set()
+        log = self.query_one(RichLog)
+        for n, (gap, key) in enumerate(lines):
+            char = "•" if n in hidden else shown(key.character, key.key)
+            log.write(f"{gap:>11}  {char:8} {'•' if n in hidden else key.key}")
+
     def _show(self, decision: Release | Scan) -> None:
         log = self.query_one(RichLog)
         if isinstance(decision, Release):
+            self._write_keys(len(decision.keys), private=False)
             log.write(f"{'':>11}  → typing: {len(decision.keys)} keys passed on as typed")
             return
+        found = classify(decision.text)
+        # Badge data is never shown in full, not even to an installer (nor a bank card's number).
+        private = found.kind == "badge" or "payment card" in found.reason or not decision.complete
+        self._write_keys(len(decision.keys), private=private)
         if not decision.complete:
             log.write(f"{'':>11}  → UNREADABLE SCAN ({len(decision.keys)} keys, stalled)")
             return
         symbology, _data = split_symbology(decision.text)
-        found = classify(decision.text)
         value = mask(found.value) if found.kind == "badge" else found.value
         fields = " ".join(f"({ai}) {v}" for ai, v in found.fields.items())
         log.write(
