@@ -64,3 +64,11 @@ async def running(
     async with app.run_test(size=size) as pilot:
         await settle(pilot)
         yield pilot
+
+
+async def work_on(pilot: Pilot[int], traveler: str, badge: str = "10001") -> None:
+    """Badge in (Ana by default), open `traveler` by scan and start its current step (F2)."""
+    await burst(pilot, badge)
+    await burst(pilot, traveler)
+    await pilot.press("f2")
+    await settle(pilot)

@@ -33,7 +33,7 @@ from kiosk.widgets.step_list import StepList
 from kiosk.wire import Meaning, RaiseNcr, StepStatus, Traveler, TravelerStatus
 from tests.conftest import LiveServer, free_port
 from tests.helpers import ServiceFloor, audit_count, item_of, snapshot, step_of
-from tests.station import burst, running, settle
+from tests.station import burst, running, settle, work_on
 from tests.station_helpers import (
     enter_value,
     focused_input,
@@ -165,11 +165,8 @@ async def test_measurement_verdict_shows_as_typed_then_records(
     work_steps(live_server.service, "TRV-1001", "10.1")
     async with running(live_server.url, live_server.token(), tmp_path) as pilot:
         app = pilot.app
-        await burst(pilot, "10001")
-        await burst(pilot, "TRV-1001")
+        await work_on(pilot, "TRV-1001")
         screen = traveler_screen(app)
-        await pilot.press("f2")
-        await settle(pilot)
         await burst(pilot, "TL-0003")  # the press tool, recorded by scan
         bore = "Bushing bore diameter"
         assert "[12.69–12.71 mm]" in text_of(entry(screen, bore).query_one(".label"))
@@ -214,11 +211,8 @@ async def test_expired_tool_is_refused_with_its_due_date(
 async def test_material_scan_is_recorded(live_server: LiveServer, tmp_path: Path) -> None:
     async with running(live_server.url, live_server.token(), tmp_path) as pilot:
         app = pilot.app
-        await burst(pilot, "10001")
-        await burst(pilot, "TRV-1001")
+        await work_on(pilot, "TRV-1001")
         screen = traveler_screen(app)
-        await pilot.press("f2")
-        await settle(pilot)
         await burst(pilot, "LOT-A100")
         lot = item_of(
             step_of(live_server.service.traveler("TRV-1001"), "10.1"), "Bracket forging lot"
@@ -236,11 +230,8 @@ async def test_letters_in_a_measurement_are_refused_before_sending(
 ) -> None:
     async with running(live_server.url, live_server.token(), tmp_path) as pilot:
         app = pilot.app
-        await burst(pilot, "10001")
-        await burst(pilot, "TRV-1002")
+        await work_on(pilot, "TRV-1002")
         screen = traveler_screen(app)
-        await pilot.press("f2")
-        await settle(pilot)
         await burst(pilot, "TL-0001")
         before = snapshot(live_server.service, "TRV-1002")
         await type_in(pilot, "1x.5")
@@ -257,11 +248,8 @@ async def test_brackets_typed_are_shown_as_typed_not_read_as_markup(
 ) -> None:
     async with running(live_server.url, live_server.token(), tmp_path) as pilot:
         app = pilot.app
-        await burst(pilot, "10001")
-        await burst(pilot, "TRV-1002")
+        await work_on(pilot, "TRV-1002")
         screen = traveler_screen(app)
-        await pilot.press("f2")
-        await settle(pilot)
         await burst(pilot, "TL-0001")
         await type_in(pilot, "[/]")  # as markup this raised an error that closed the station
         assert verdict(screen, "Fastener torque") == "✘ '[/]' is not a number."
@@ -462,11 +450,8 @@ async def test_out_of_tolerance_torque_offers_an_ncr_that_holds_the_traveler(
 ) -> None:
     async with running(live_server.url, live_server.token(), tmp_path) as pilot:
         app = pilot.app
-        await burst(pilot, "10001")
-        await burst(pilot, "TRV-1002")
+        await work_on(pilot, "TRV-1002")
         screen = traveler_screen(app)
-        await pilot.press("f2")
-        await settle(pilot)
         await burst(pilot, "TL-0001")
         await type_in(pilot, "15")
         assert verdict(screen, "Fastener torque") == "✘ OUT OF TOLERANCE"
@@ -564,11 +549,8 @@ async def test_idle_lock_fires_and_the_same_badge_returns_to_the_typed_entry(
     monkeypatch.setattr(KioskApp, "idle_seconds", 2.0)
     async with running(live_server.url, live_server.token(), tmp_path) as pilot:
         app = pilot.app
-        await burst(pilot, "10001")
-        await burst(pilot, "TRV-1001")
+        await work_on(pilot, "TRV-1001")
         screen = traveler_screen(app)
-        await pilot.press("f2")
-        await settle(pilot)
         await type_in(pilot, "LOT-A1")  # typed, not entered
         lot = entry(screen, "Bracket forging lot").query_one(Input)
         assert lot.value == "LOT-A1"
@@ -602,10 +584,7 @@ async def test_another_badge_at_a_locked_station_switches_user(
 ) -> None:
     async with running(live_server.url, live_server.token(), tmp_path) as pilot:
         app = pilot.app
-        await burst(pilot, "10001")
-        await burst(pilot, "TRV-1001")
-        await pilot.press("f2")
-        await settle(pilot)
+        await work_on(pilot, "TRV-1001")
         await type_in(pilot, "LOT-A1")
         app.lock_station()
         await settle(pilot)
@@ -646,11 +625,8 @@ async def test_server_lost_mid_work_keeps_recording_and_delivers_later(
     with stoppable_server(service) as server:
         async with running(server.url, server.token(), tmp_path) as pilot:
             app = pilot.app
-            await burst(pilot, "10001")
-            await burst(pilot, "TRV-1001")
+            await work_on(pilot, "TRV-1001")
             screen = traveler_screen(app)
-            await pilot.press("f2")
-            await settle(pilot)
             await burst(pilot, "LOT-A100")
             await type_in(pilot, "ack")
 
