@@ -248,3 +248,37 @@ async def test_a_signer_not_qualified_for_this_work_center_is_refused(floor: Flo
     assert refused.value.rule == "not_qualified"
     assert "PAINT" not in refused.value.detail and "ASSEMBLY" in refused.value.detail
     assert await floor.traveler("TRV-1001") == before
+
+
+def test_wrong_pins_at_the_same_instant_are_all_counted(service: ExecutionService) -> None:
+    """No lost update: four wrong PINs sent at once leave four failures on record."""
+    import threading
+
+    station = service.authenticate(service.local_station_token("DEMO-01", "ASSEMBLY"))
+    start = threading.Barrier(4)
+    answers: list[str] = []
+
+    def try_wrong_pin() -> None:
+        start.wait()
+        try:
+            service.verify_credentials(station, Credentials(badge="10002", pin="0000"))
+        except Exception as refused:  # noqa: BLE001 - the refusal is what we collect
+            answers.append(str(refused))
+
+    threads = [threading.Thread(target=try_wrong_pin) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert len(answers) == 4 and all("Wrong PIN" in a for a in answers)
+    with service.store.begin() as conn:
+        failed = conn.execute(
+            select(t.users.c.failed_pins).where(t.users.c.name == "Ben Okafor")
+        ).scalar_one()
+    assert failed == 4
+    assert sorted(a.split(". ")[1] for a in answers) == [
+        "1 try left before lock-out.",
+        "2 tries left before lock-out.",
+        "3 tries left before lock-out.",
+        "4 tries left before lock-out.",
+    ]

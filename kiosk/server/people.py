@@ -37,10 +37,14 @@ def locked_refusal(name: str) -> Refusal:
     )
 
 
-def badge_row(conn: Connection, secret: PlantSecret, badge: str) -> Any:
-    row = conn.execute(
-        select(t.users).where(t.users.c.badge_hmac == secret.badge_hash(badge))
-    ).one_or_none()
+def badge_row(
+    conn: Connection, secret: PlantSecret, badge: str, *, for_update: bool = False
+) -> Any:
+    query = select(t.users).where(t.users.c.badge_hmac == secret.badge_hash(badge))
+    if for_update:
+        # PIN checks count failures: two at the same instant must count one after the other.
+        query = query.with_for_update()
+    row = conn.execute(query).one_or_none()
     if row is None or not row.active:
         raise Refusal(
             "badge_unknown", "Badge not recognised. Ask a supervisor to register it.", 403

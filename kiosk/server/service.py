@@ -193,7 +193,7 @@ class ExecutionService:
     def _check(
         self, conn: Connection, station: domain.StationRef, creds: Credentials
     ) -> Person | Refusal:
-        row = people.badge_row(conn, self.secret, creds.badge)
+        row = people.badge_row(conn, self.secret, creds.badge, for_update=True)
         if row.locked:
             return people.locked_refusal(row.name)
         refusal = people.check_pin(conn, station, row, creds.pin)
