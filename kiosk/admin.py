@@ -59,7 +59,7 @@ class AdminApp(App[int], inherit_bindings=False):
 def run_admin(settings: StationSettings) -> int:
     from kiosk.station import backend
 
-    with backend(settings) as (url, token):
-        app = AdminApp(ExecutionClient(url, token, timeout=settings.request_timeout))
+    with backend(settings) as found:
+        app = AdminApp(ExecutionClient(found.url, found.token, timeout=settings.request_timeout))
         app.run()
         return app.return_code or 0

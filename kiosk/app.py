@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import signal
 import time
 from collections.abc import Callable
@@ -16,6 +17,7 @@ from textual.timer import Timer
 
 from kiosk import rules, themes
 from kiosk.client import BackendError, ExecutionClient
+from kiosk.client.embedded import EmbeddedBackend
 from kiosk.client.heartbeat import heartbeat
 from kiosk.client.link import StationLink
 from kiosk.config import StationSettings
@@ -64,9 +66,11 @@ class KioskApp(App[int], inherit_bindings=False):
         token: str | None,
         *,
         clock: Callable[[], datetime] | None = None,
+        embedded: EmbeddedBackend | None = None,
     ) -> None:
         super().__init__()
         self.settings = settings
+        self.embedded = embedded
         client = ExecutionClient(server_url, token, timeout=settings.request_timeout)
         self.link = StationLink(client, settings.data_dir, on_change=self.refresh_status)
         self.info: StationInfo | None = None
@@ -94,7 +98,7 @@ class KioskApp(App[int], inherit_bindings=False):
     # --- start and stop ---------------------------------------------------------------------------
 
     async def on_mount(self) -> None:
-        loop = __import__("asyncio").get_running_loop()
+        loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGHUP):
             # Textual handles neither: without this a `systemctl stop` or a dropped SSH session
             # would kill the station without restoring the terminal.
@@ -125,11 +129,26 @@ class KioskApp(App[int], inherit_bindings=False):
     @work(exclusive=True, group="health")
     async def check_health(self) -> None:
         healthy = await self.client.healthy()
+        if not healthy and self.embedded is not None and not self.embedded.alive:
+            healthy = await self._restart_embedded()
         if healthy and self.link.online is not True:
             self.link.sender.nudge()  # back: deliver what waited, now rather than at the next retry
         self.link.sender.set_online(healthy)
         if healthy and self.info is None:
             self.load_station()
+
+    async def _restart_embedded(self) -> bool:
+        """The station's own server died: start it again and carry on where the outbox stands."""
+        assert self.embedded is not None
+        try:
+            url, token = await asyncio.to_thread(self.embedded.restart)
+        except BackendError as exc:
+            self._say(exc.detail, "error")
+            return False
+        timeout = self.settings.request_timeout
+        await self.link.reconnect(ExecutionClient(url, token, timeout=timeout))
+        self._say("The station's own server had stopped; it was restarted.", "warning")
+        return await self.client.healthy()
 
     @work(exclusive=True, group="heartbeat")
     async def send_heartbeat(self) -> None:

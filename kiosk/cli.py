@@ -110,8 +110,8 @@ def cmd_outbox_sync(args: argparse.Namespace) -> int:
             return 1
         return 0
 
-    with backend(settings) as (url, token):
-        return asyncio.run(sync(url, token))
+    with backend(settings) as found:
+        return asyncio.run(sync(found.url, found.token))
 
 
 def cmd_admin(args: argparse.Namespace) -> int:

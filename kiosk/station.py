@@ -4,18 +4,33 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from kiosk.config import StationSettings
 
+if TYPE_CHECKING:
+    from kiosk.client.embedded import EmbeddedBackend
+
+
+@dataclass(frozen=True)
+class Backend:
+    """Where the station's server is, the token to use, and the embedded server if it is ours."""
+
+    url: str
+    token: str | None = field(repr=False)
+    embedded: EmbeddedBackend | None = None
+
 
 @contextmanager
-def backend(settings: StationSettings) -> Iterator[tuple[str, str | None]]:
-    """(server URL, station token): the configured server, or the embedded one while in use."""
+def backend(settings: StationSettings) -> Iterator[Backend]:
+    """The configured server, or the embedded one while in use."""
     if settings.server_url is not None:
         from kiosk.client.credentials import load_token
 
         # Fails here, before any screen is drawn, with "station not enrolled: run kiosk enroll…".
-        yield settings.server_url, load_token(settings.server_url, backend=settings.keyring_backend)
+        token = load_token(settings.server_url, backend=settings.keyring_backend)
+        yield Backend(settings.server_url, token)
         return
     from kiosk.client.embedded import EmbeddedBackend
 
@@ -26,15 +41,15 @@ def backend(settings: StationSettings) -> Iterator[tuple[str, str | None]]:
         work_center=settings.work_center,
     ).start()
     try:
-        yield embedded.url, embedded.token
+        yield Backend(embedded.url, embedded.token, embedded)
     finally:
         embedded.stop()
 
 
 def run_station(settings: StationSettings) -> int:
-    with backend(settings) as (url, token):
+    with backend(settings) as found:
         from kiosk.app import KioskApp
 
-        app = KioskApp(settings, url, token)
+        app = KioskApp(settings, found.url, found.token, embedded=found.embedded)
         app.run()
         return app.return_code or 0

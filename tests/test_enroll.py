@@ -71,8 +71,8 @@ def test_enroll_keeps_the_token_in_the_keyring_and_the_server_in_the_config(
     assert (settings.server_url, settings.station_name) == (live_server.url, "ST-07")
     assert settings.keyring_backend == CRYPTFILE
     # The station started from that config presents the stored token.
-    with backend(settings) as (url, station_token):
-        assert (url, station_token) == (live_server.url, token)
+    with backend(settings) as found:
+        assert (found.url, found.token, found.embedded) == (live_server.url, token, None)
     # Not in the config, the keyring file, the data dir, anywhere under tmp (the plant db too).
     assert files_containing(tmp_path, token) == []
     keyring_files = list((tmp_path / "home" / ".local" / "share").rglob("*.cfg"))

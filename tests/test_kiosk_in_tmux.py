@@ -150,3 +150,22 @@ def test_systemd_stop_or_a_dropped_ssh_session_restores_the_terminal(
         ["pgrep", "-f", f"serve --embedded.*{tmp_path}"], capture_output=True, text=True
     )
     assert left.stdout.strip() == ""
+
+
+def test_the_stations_own_server_is_restarted_if_it_dies(
+    terminal: Terminal, tmp_path: Path
+) -> None:
+    terminal.wait_for("Scan your badge to sign in")
+    terminal.wait_for("ONLINE")
+    terminal.scan("10001")
+    terminal.wait_for("TRV-1001")
+    server = subprocess.run(
+        ["pgrep", "-f", f"serve --embedded.*{tmp_path}"], capture_output=True, text=True
+    ).stdout.split()
+    assert len(server) == 1
+    os.kill(int(server[0]), signal.SIGKILL)
+    shown = terminal.wait_for("it was restarted", timeout=60)
+    assert "ONLINE" in terminal.wait_for("ONLINE")
+    assert "KIOSK-EXITED" not in shown
+    terminal.scan("TRV-1001")  # the station works on, through the new server
+    terminal.wait_for("Step 10.1 Verify kit and material")

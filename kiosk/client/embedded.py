@@ -74,6 +74,16 @@ class EmbeddedBackend:
             )
         return result[0]
 
+    @property
+    def alive(self) -> bool:
+        return self._process is not None and self._process.poll() is None
+
+    def restart(self) -> tuple[str, str]:
+        """Start the server again after it died: (new URL, new station token)."""
+        self.stop()
+        self.start()
+        return self.url, self.token
+
     def stop(self) -> None:
         process, self._process = self._process, None
         if process is None:

@@ -102,6 +102,13 @@ class StationLink:
         await self.client.aclose()
         self.db.close()
 
+    async def reconnect(self, client: ExecutionClient) -> None:
+        """Talk to the server through `client` from now on (the embedded server was restarted)."""
+        old, self.client = self.client, client
+        self.sender.client = client
+        await old.aclose()
+        self.sender.nudge()
+
     @property
     def online(self) -> bool | None:
         return self.sender.online
