@@ -21,6 +21,7 @@ from kiosk.client.embedded import EmbeddedBackend
 from kiosk.client.heartbeat import heartbeat
 from kiosk.client.link import StationLink
 from kiosk.config import StationSettings
+from kiosk.drafts import Drafts, Revisions
 from kiosk.scanning import DEFAULT_RULES, Scan, ScanRules, classify
 from kiosk.screens.badge import BadgeScreen
 from kiosk.screens.queue import QueueScreen
@@ -81,8 +82,8 @@ class KioskApp(App[int], inherit_bindings=False):
         self.wedge = WedgeInput()
         self.scan_rules: ScanRules = DEFAULT_RULES
         self._wedge_timer: Timer | None = None
-        self._drafts: dict[tuple[int, int], str] = {}
-        self._revisions: dict[tuple[str, int], str] = {}
+        self.drafts = Drafts()
+        self.revisions = Revisions()
         for theme in themes.THEMES.values():
             self.register_theme(theme)
         self.theme = themes.DEFAULT_THEME
@@ -339,37 +340,19 @@ class KioskApp(App[int], inherit_bindings=False):
         await self.push_screen(TravelerScreen(traveler))
 
     def drafts_for(self, step: Step) -> dict[int, str]:
-        if self.person is None:
-            return {}
-        return {
-            i.id: self._drafts[(self.person.id, i.id)]
-            for i in step.items
-            if (self.person.id, i.id) in self._drafts
-        }
+        return {} if self.person is None else self.drafts.for_step(self.person.id, step)
 
     def keep_drafts(self, step: Step, values: dict[int, str]) -> None:
-        if self.person is None:
-            return
-        for item in step.items:
-            key = (self.person.id, item.id)
-            if item.id in values:
-                self._drafts[key] = values[item.id]
-            else:
-                self._drafts.pop(key, None)
+        if self.person is not None:
+            self.drafts.keep(self.person.id, step, values)
 
     def forget_draft(self, item_id: int) -> None:
         if self.person is not None:
-            self._drafts.pop((self.person.id, item_id), None)
+            self.drafts.forget(self.person.id, item_id)
 
     def note_revisions(self, traveler: Traveler, *, acknowledge: bool) -> None:
         """Tell the operator when a step's instructions changed revision since they saw it."""
-        changed = []
-        for step in traveler.steps:
-            key = (traveler.number, step.id)
-            seen = self._revisions.get(key)
-            if seen is not None and seen != step.revision:
-                changed.append(f"step {step.number}: rev {seen} → rev {step.revision}")
-            self._revisions[key] = step.revision
+        changed = self.revisions.changes(traveler)
         if changed and not acknowledge:
             from kiosk.screens.prompt import ChoiceScreen
 
