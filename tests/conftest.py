@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 import uvicorn
-from sqlalchemy import create_engine, text
+from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
 
 from kiosk.client import ExecutionClient
@@ -66,7 +66,7 @@ def session_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("plant")
 
 
-def _admin_engine():  # type: ignore[no-untyped-def]
+def _admin_engine() -> Engine:
     assert PG_URL is not None
     return create_engine(normalize_url(PG_URL), isolation_level="AUTOCOMMIT")
 

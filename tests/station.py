@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import datetime
 from pathlib import Path
+from typing import cast
 
 from textual import events
 from textual.pilot import Pilot
@@ -56,14 +57,22 @@ async def typed(pilot: Pilot[int], text: str, *, gap: float = 0.12) -> None:
         await pilot.pause(gap)
 
 
+class StationPilot(Pilot[int]):
+    """A Pilot whose app is typed as the station (KioskApp) for the tests that drive it."""
+
+    @property
+    def app(self) -> KioskApp:
+        return cast(KioskApp, super().app)
+
+
 @asynccontextmanager
 async def running(
     url: str, token: str, data_dir: Path, size: tuple[int, int] = (80, 24)
-) -> AsyncIterator[Pilot[int]]:
+) -> AsyncIterator[StationPilot]:
     app = make_app(url, token, data_dir)
     async with app.run_test(size=size) as pilot:
         await settle(pilot)
-        yield pilot
+        yield cast(StationPilot, pilot)
 
 
 async def work_on(pilot: Pilot[int], traveler: str, badge: str = "10001") -> None:

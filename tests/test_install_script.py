@@ -88,7 +88,9 @@ def sandbox(tmp_path: Path) -> dict[str, Path]:
     return paths
 
 
-def test_dry_run_prints_the_plan_and_changes_nothing(sandbox: dict[str, Path], tmp_path: Path):
+def test_dry_run_prints_the_plan_and_changes_nothing(
+    sandbox: dict[str, Path], tmp_path: Path
+) -> None:
     user = f"kdry{uuid.uuid4().hex[:8]}"
     prefix = sandbox["prefix"]
     before, files_before = state([*SYSTEM_PATHS, str(prefix)]), tree(tmp_path)
@@ -234,7 +236,7 @@ def test_bad_arguments_stop_before_anything(
     assert not sandbox["log"].exists()
 
 
-def test_the_unit_passes_systemd_analyze_verify(sandbox: dict[str, Path], tmp_path: Path):
+def test_the_unit_passes_systemd_analyze_verify(sandbox: dict[str, Path], tmp_path: Path) -> None:
     analyze = shutil.which("systemd-analyze")
     if analyze is None:
         pytest.skip("systemd-analyze is not installed (it comes with systemd)")

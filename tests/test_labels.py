@@ -84,9 +84,13 @@ def png_modules(png: bytes) -> str:
 
     from PIL import Image
 
+    def _grey(pixel: object) -> int:
+        assert isinstance(pixel, int)  # a greyscale ("L") image has one int per pixel
+        return pixel
+
     image = Image.open(BytesIO(png)).convert("L")
     y = int((1 + labels.BAR_HEIGHT_MM / 2) * labels.PNG_DPI / 25.4)  # 1 mm top margin
-    row = "".join("1" if image.getpixel((x, y)) < 128 else "0" for x in range(image.width))
+    row = "".join("1" if _grey(image.getpixel((x, y))) < 128 else "0" for x in range(image.width))
     row = row.strip("0")
     runs = re.findall(r"1+|0+", row)
     return "".join(run[0] * round(len(run) / labels.PNG_MODULE_PX) for run in runs)
@@ -129,7 +133,9 @@ def assert_scans_as(read_back: str, code: str, kind: str) -> None:
 
 
 @pytest.mark.parametrize(("kind", "code", "scan_kind"), CASES)
-def test_svg_bars_scan_back_as_the_same_kind_and_value(kind, code, scan_kind) -> None:
+def test_svg_bars_scan_back_as_the_same_kind_and_value(
+    kind: labels.LabelKind, code: str, scan_kind: str
+) -> None:
     svg = labels.render_svg(labels.make_label(kind, code, "Bay 3"))
     read_back = decode_code128(svg_modules(svg, labels.MODULE_MM))
     assert read_back == code
@@ -138,7 +144,9 @@ def test_svg_bars_scan_back_as_the_same_kind_and_value(kind, code, scan_kind) ->
 
 
 @pytest.mark.parametrize(("kind", "code", "scan_kind"), CASES)
-def test_zpl_is_well_formed_and_its_barcode_field_scans_back(kind, code, scan_kind) -> None:
+def test_zpl_is_well_formed_and_its_barcode_field_scans_back(
+    kind: labels.LabelKind, code: str, scan_kind: str
+) -> None:
     zpl = labels.render_zpl(labels.make_label(kind, code, "Bay 3"))
     fields = zpl_fields(zpl)
     assert fields == [("^BC", code), ("^A0", code), ("^A0", "Bay 3")]
@@ -147,7 +155,7 @@ def test_zpl_is_well_formed_and_its_barcode_field_scans_back(kind, code, scan_ki
 
 
 @pytest.mark.parametrize(("kind", "code", "scan_kind"), CASES)
-def test_png_bars_scan_back(kind, code, scan_kind) -> None:
+def test_png_bars_scan_back(kind: labels.LabelKind, code: str, scan_kind: str) -> None:
     png = labels.render_png(labels.make_label(kind, code))
     assert png.startswith(b"\x89PNG")
     assert_scans_as(decode_code128(png_modules(png)), code, scan_kind)
@@ -169,7 +177,9 @@ def test_lower_case_plant_codes_are_labelled_as_the_station_reads_them() -> None
     ("kind", "code", "read_as"),
     [("tool", "TRV-1001", "traveler"), ("traveler", "10001", "badge"), ("lot", "LOT a", "unknown")],
 )
-def test_a_code_that_would_scan_as_something_else_is_refused(kind, code, read_as) -> None:
+def test_a_code_that_would_scan_as_something_else_is_refused(
+    kind: labels.LabelKind, code: str, read_as: str
+) -> None:
     with pytest.raises(
         labels.LabelError, match=f"would not scan as a {kind}.*read it as {read_as}"
     ):

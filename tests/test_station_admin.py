@@ -94,13 +94,13 @@ async def test_a_supervisor_dismisses_or_redoes_a_refused_action(
             "hold-meanwhile",
             PlaceHold(actor_id=sam.id, traveler="TRV-1002", reason="Gauge recall"),
         )
+        ana = app.person
+        assert ana is not None
         for value in ("TL-0001", "TL-0003"):
-            app.link.outbox.record(
-                RecordValue(
-                    actor_id=app.person.id, traveler="TRV-1002", item_id=wrench.id, value=value
-                ),  # type: ignore[union-attr]
-                app.person,  # type: ignore[arg-type]
+            action = RecordValue(
+                actor_id=ana.id, traveler="TRV-1002", item_id=wrench.id, value=value
             )
+            app.link.outbox.record(action, ana)
         app.link.sender.nudge()
         for _ in range(20):
             await settle(pilot)

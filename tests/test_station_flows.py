@@ -13,7 +13,6 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 from textual.color import Color
-from textual.pilot import Pilot
 from textual.widgets import DataTable, Input
 
 from kiosk.app import KioskApp
@@ -33,7 +32,7 @@ from kiosk.widgets.step_list import StepList
 from kiosk.wire import Meaning, RaiseNcr, StepStatus, Traveler, TravelerStatus
 from tests.conftest import LiveServer, free_port
 from tests.helpers import ServiceFloor, audit_count, item_of, snapshot, step_of
-from tests.station import burst, running, settle, work_on
+from tests.station import StationPilot, burst, running, settle, work_on
 from tests.station_helpers import (
     enter_value,
     focused_input,
@@ -262,7 +261,7 @@ async def test_brackets_typed_are_shown_as_typed_not_read_as_markup(
 # --- signatures -----------------------------------------------------------------------------------
 
 
-async def step_10_1_ready_to_sign(pilot: Pilot[int]) -> TravelerScreen:
+async def step_10_1_ready_to_sign(pilot: StationPilot) -> TravelerScreen:
     """Ana on TRV-1001: step 10.1 started, lot scanned, kit acknowledged."""
     await burst(pilot, "10001")
     await burst(pilot, "TRV-1001")
@@ -693,6 +692,6 @@ async def test_a_changed_revision_must_be_acknowledged(
         assert app.screen is notice
         await pilot.press("enter")
         await settle(pilot)
-        assert app.screen is screen
+        assert traveler_screen(app) is screen
         assert "New revision acknowledged." in message(app)
         assert "rev D" in screen_text(app)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import cast
 
 import pytest
 from pytest_textual_snapshot import SVGImageExtension
@@ -20,6 +21,7 @@ from syrupy.assertion import SnapshotAssertion
 from textual.pilot import Pilot
 
 from kiosk import themes
+from kiosk.app import KioskApp
 from kiosk.screens.badge import BadgeScreen
 from kiosk.screens.ncr import NcrScreen
 from kiosk.screens.queue import QueueScreen
@@ -116,7 +118,7 @@ async def locked(pilot: Pilot[int]) -> None:
     await pilot.press("f2")
     await settle(pilot)
     await type_in(pilot, "LOT-A1")
-    pilot.app.lock_station()
+    cast(KioskApp, pilot.app).lock_station()
     await settle(pilot)
 
 
