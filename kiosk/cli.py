@@ -139,10 +139,26 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
     from kiosk.server.store import Store
 
     store = Store.open(args.database_url or _default_database_url(), create=False)
+    key = _checkpoint_key(args)
     with store.begin() as conn:
-        verdict = audit.verify(conn)
+        verdict = audit.verify(conn, key)
     print(verdict)
+    if key is None:
+        print("note: no plant secret here, so signed checkpoints were not checked", file=sys.stderr)
     return 0 if verdict.ok else 1
+
+
+def _checkpoint_key(args: argparse.Namespace) -> bytes | None:
+    from kiosk.server.security import PlantSecret
+
+    path = args.secret_file or _default_secret_file()
+    return PlantSecret.load(path).checkpoint_key() if path.exists() else None
+
+
+def cmd_audit_seal(args: argparse.Namespace) -> int:
+    sealed = _service(args).seal_audit()
+    print(f"sealed at record {sealed}" if sealed else "already sealed at its head")
+    return 0
 
 
 def cmd_import(args: argparse.Namespace) -> int:
@@ -334,6 +350,9 @@ def build_parser() -> argparse.ArgumentParser:
     verify = audit.add_parser("verify", help="check the audit hash chain")
     _add_database(verify)
     verify.set_defaults(func=cmd_audit_verify)
+    seal = audit.add_parser("seal", help="sign a checkpoint of the chain's head now")
+    _add_database(seal)
+    seal.set_defaults(func=cmd_audit_seal)
 
     imp = sub.add_parser("import", help="load work orders with routings from a JSON file")
     imp.add_argument("file", type=Path)

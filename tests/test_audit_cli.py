@@ -23,7 +23,11 @@ pytestmark = pytest.mark.slow  # every test here runs the real command as a chil
 
 
 def verify(plant: Plant, tmp_path: Path) -> tuple[int, str, str]:
-    done = kiosk("audit", "verify", "--database-url", plant.database_url, data_dir=tmp_path)
+    """`kiosk audit verify` as on the server host: with the plant secret, so checkpoints count."""
+    done = kiosk(
+        "audit", "verify", "--database-url", plant.database_url,
+        "--secret-file", str(plant.secret_file), data_dir=tmp_path,
+    )  # fmt: skip
     return done.returncode, done.stdout, done.stderr
 
 
@@ -206,3 +210,81 @@ def test_verify_on_a_database_without_a_plant_says_so(tmp_path: Path) -> None:
     )
     assert done.returncode != 0
     assert done.stderr.strip() == "error: The database has no kiosk schema; run `kiosk serve` once."
+
+
+def rewrite_chain_from(service: ExecutionService, seq: int, new_value: str) -> None:
+    """What someone with write access to the database could do: change a record, then recompute
+    every hash after it and the head, so the chain alone looks intact again."""
+    with service.store.begin() as conn:
+        conn.execute(t.audit_log.update().where(t.audit_log.c.seq == seq).values(new=new_value))
+        rows = conn.execute(select(t.audit_log).order_by(t.audit_log.c.seq)).mappings().all()
+        prev = audit.GENESIS
+        for row in rows:
+            digest = audit.record_hash(prev, dict(row))
+            conn.execute(
+                t.audit_log.update()
+                .where(t.audit_log.c.seq == row["seq"])
+                .values(prev_hash=prev, hash=digest)
+            )
+            prev = digest
+        conn.execute(t.audit_head.update().values(hash=prev))
+
+
+def test_a_recomputed_chain_is_caught_by_its_signed_checkpoint(
+    plant: Plant, service: ExecutionService, tmp_path: Path
+) -> None:
+    assert service.seal_audit() is None  # the demo plant was sealed when it was seeded
+    rewrite_chain_from(service, 3, '"forged"')
+    with service.store.begin() as conn:
+        assert audit.verify(conn).ok  # the bare chain cannot tell
+    code, out, _err = verify(plant, tmp_path)
+    assert code == 1
+    assert out.startswith("broken at record ") and "signed checkpoint" in out
+
+
+def test_a_forged_checkpoint_is_caught(
+    plant: Plant, service: ExecutionService, tmp_path: Path
+) -> None:
+    with service.store.begin() as conn:
+        conn.execute(t.audit_checkpoints.update().values(mac="0" * 64))
+    code, out, _err = verify(plant, tmp_path)
+    assert code == 1 and "signed checkpoint is not genuine" in out
+
+
+def test_seal_signs_the_current_head(
+    plant: Plant, service: ExecutionService, tmp_path: Path
+) -> None:
+    ServiceFloor(service).work("ana", "TRV-1001", "10.1")  # the chain grows past its last seal
+    done = kiosk("audit", "seal", "--database-url", plant.database_url,
+                 "--secret-file", str(plant.secret_file), data_dir=tmp_path)  # fmt: skip
+    assert done.returncode == 0 and done.stdout == f"sealed at record {audit_count(service)}\n"
+    assert verify(plant, tmp_path) == (0, f"ok: {audit_count(service)} records\n", "")
+
+
+def test_the_server_seals_the_chain_while_it_runs(service: ExecutionService) -> None:
+    import threading
+    import time
+
+    import uvicorn
+
+    from kiosk.server.app import create_app
+    from tests.conftest import free_port
+
+    ServiceFloor(service).work("ana", "TRV-1001", "10.1")  # the head is past the last seal
+    head = audit_count(service)
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(service), port=free_port(), log_level="warning", lifespan="on")
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 10
+        sealed: list[int] = []
+        while time.monotonic() < deadline and head not in sealed:
+            with service.store.begin() as conn:
+                sealed = list(conn.execute(select(t.audit_checkpoints.c.seq)).scalars())
+            time.sleep(0.05)
+        assert head in sealed
+    finally:
+        server.should_exit = True
+        thread.join(10)

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,8 +47,28 @@ def _invalid(_request: Request, exc: Exception) -> Response:
     return api.raw(422, problem_json(refusal))
 
 
+SEAL_SECONDS = 60.0
+
+
+@asynccontextmanager
+async def _sealing(app: FastAPI) -> AsyncIterator[None]:
+    """While serving, sign a checkpoint of the audit chain's head every minute."""
+    svc: ExecutionService = app.state.service
+
+    async def loop() -> None:
+        while True:
+            await asyncio.to_thread(svc.seal_audit)
+            await asyncio.sleep(SEAL_SECONDS)
+
+    task = asyncio.create_task(loop())
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
 def create_app(svc: ExecutionService) -> FastAPI:
-    app = FastAPI(title="Station kiosk execution API", version=__version__)
+    app = FastAPI(title="Station kiosk execution API", version=__version__, lifespan=_sealing)
     app.state.service = svc
     app.include_router(api.health)
     app.include_router(api.router)

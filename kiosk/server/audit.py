@@ -7,6 +7,7 @@ breaks the chain from that record on, and `verify` names the first one that no l
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -14,7 +15,7 @@ from typing import Any
 
 from sqlalchemy import Connection, select, update
 
-from kiosk.server.schema import audit_head, audit_log
+from kiosk.server.schema import audit_checkpoints, audit_head, audit_log
 
 GENESIS = bytes(32)
 
@@ -99,8 +100,39 @@ class Verdict:
         return f"broken at record {self.first_bad}: {self.reason}"
 
 
-def verify(conn: Connection) -> Verdict:
-    """Walk the whole chain in sequence order and report the first record that does not fit."""
+def checkpoint_mac(key: bytes, seq: int, digest: bytes) -> str:
+    return hmac.new(key, seq.to_bytes(8, "big") + digest, hashlib.sha256).hexdigest()
+
+
+def seal(conn: Connection, key: bytes, now: datetime) -> int | None:
+    """Checkpoint the chain's head (once per head): its sequence, hash and a MAC over both."""
+    head = conn.execute(
+        select(audit_head.c.seq, audit_head.c.hash).where(audit_head.c.id == 1)
+    ).one()
+    sealed = conn.execute(
+        select(audit_checkpoints.c.id).where(audit_checkpoints.c.seq == head.seq).limit(1)
+    ).first()
+    if head.seq == 0 or sealed is not None:
+        return None
+    mac = checkpoint_mac(key, head.seq, bytes(head.hash))
+    conn.execute(
+        audit_checkpoints.insert().values(seq=head.seq, hash=head.hash, mac=mac, server_time=now)
+    )
+    return int(head.seq)
+
+
+def verify(conn: Connection, key: bytes | None = None) -> Verdict:
+    """Walk the whole chain in sequence order and report the first record that does not fit.
+
+    With the checkpoint key, every signed checkpoint must also match the chain: that catches a
+    chain rewritten from some record on by someone who recomputed all the hashes after it.
+    """
+    marks = {}
+    if key is not None:
+        for cp in conn.execute(select(audit_checkpoints).order_by(audit_checkpoints.c.seq)):
+            if not hmac.compare_digest(cp.mac, checkpoint_mac(key, cp.seq, bytes(cp.hash))):
+                return Verdict(False, 0, cp.seq, "its signed checkpoint is not genuine")
+            marks[cp.seq] = bytes(cp.hash)
     prev, expected, count = GENESIS, 1, 0
     for row in conn.execute(select(audit_log).order_by(audit_log.c.seq)).mappings():
         if row["seq"] != expected:
@@ -110,10 +142,16 @@ def verify(conn: Connection) -> Verdict:
         digest = record_hash(prev, dict(row))
         if digest != bytes(row["hash"]):
             return Verdict(False, count, row["seq"], "its content was changed after it was written")
+        if marks.get(row["seq"], digest) != digest:
+            return Verdict(False, count, row["seq"], "the chain differs from its signed checkpoint")
         prev, expected, count = digest, expected + 1, count + 1
     head = conn.execute(select(audit_head.c.seq, audit_head.c.hash)).one()
     if head.seq != count or bytes(head.hash) != prev:
         return Verdict(
             False, count, count + 1, f"the chain ends at {count}, its head says {head.seq}"
+        )
+    if marks and max(marks) > count:
+        return Verdict(
+            False, count, count + 1, f"a signed checkpoint vouches for record {max(marks)}"
         )
     return Verdict(True, count)

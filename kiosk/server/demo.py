@@ -255,6 +255,7 @@ def seed(service: ExecutionService) -> None:
             reason="Awaiting engineering review of drawing change ECN-2291",
         ),
     )
+    service.seal_audit()
 
 
 def _key() -> str:

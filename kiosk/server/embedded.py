@@ -26,7 +26,7 @@ def serve_embedded(config: ServerConfig, station_name: str, work_center: str) ->
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
     server = uvicorn.Server(
-        uvicorn.Config(create_app(svc), log_level="warning", access_log=False, lifespan="off")
+        uvicorn.Config(create_app(svc), log_level="warning", access_log=False, lifespan="on")
     )
 
     def stop_when_parent_leaves() -> None:

@@ -340,6 +340,18 @@ audit_log = Table(
     Column("hash", LargeBinary(32), nullable=False),
 )
 
+# The chain's head at moments in time, MAC'd with a key derived from the plant secret (kept outside
+# the database): someone who can write the database can recompute every hash, but not these.
+audit_checkpoints = Table(
+    "audit_checkpoints",
+    metadata,
+    _id(),
+    Column("seq", Integer, nullable=False, index=True),
+    Column("hash", LargeBinary(32), nullable=False),
+    Column("mac", String(64), nullable=False),
+    _at("server_time"),
+)
+
 # One row, locked while appending, so concurrent server processes extend the chain one at a time.
 audit_head = Table(
     "audit_head",

@@ -240,6 +240,11 @@ class ExecutionService:
             identify = partial(self._check, station=station, creds=request.credentials)
             return idempotency.execute(conn, req, lambda c: identify(c), work).pair
 
+    def seal_audit(self) -> int | None:
+        """Sign a checkpoint of the audit chain's head (nothing to do if it is already sealed)."""
+        with self.store.begin() as conn:
+            return audit.seal(conn, self.secret.checkpoint_key(), self.clock())
+
     # --- the fleet --------------------------------------------------------------------------------
 
     def heartbeat(self, station: domain.StationRef, beat: Heartbeat) -> HeartbeatAnswer:
