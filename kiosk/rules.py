@@ -8,7 +8,7 @@ database nor a terminal.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from kiosk.wire import (
     DataItem,
@@ -118,6 +118,17 @@ def find_item(traveler: Traveler, item_id: int) -> tuple[Step, DataItem]:
             if item.id == item_id:
                 return step, item
     raise Refusal("not_found", f"{traveler.number} has no data item {item_id}.", 404)
+
+
+def traveler_status(steps: Sequence[Step], on_hold: bool) -> TravelerStatus:
+    """On hold above all; complete when every step is; in work once any step has begun."""
+    if on_hold:
+        return TravelerStatus.ON_HOLD
+    if steps and all(s.status is StepStatus.COMPLETE for s in steps):
+        return TravelerStatus.COMPLETE
+    if any(s.status is not StepStatus.NOT_STARTED for s in steps):
+        return TravelerStatus.IN_WORK
+    return TravelerStatus.NOT_STARTED
 
 
 def current_step(traveler: Traveler) -> Step | None:

@@ -31,7 +31,6 @@ from kiosk.wire import (
     Step,
     StepStatus,
     Traveler,
-    TravelerStatus,
 )
 
 PENDING_HASH = "pending"
@@ -73,15 +72,9 @@ def _with_step(trav: Traveler, changed: Step) -> Traveler:
 
 
 def _restate(trav: Traveler) -> Traveler:
-    if trav.hold is not None:
-        status = TravelerStatus.ON_HOLD
-    elif trav.steps and all(s.status is StepStatus.COMPLETE for s in trav.steps):
-        status = TravelerStatus.COMPLETE
-    elif any(s.status is not StepStatus.NOT_STARTED for s in trav.steps):
-        status = TravelerStatus.IN_WORK
-    else:
-        status = TravelerStatus.NOT_STARTED
-    return trav.model_copy(update={"status": status})
+    return trav.model_copy(
+        update={"status": rules.traveler_status(trav.steps, trav.hold is not None)}
+    )
 
 
 def _record(trav: Traveler, action: RecordValue, ctx: Context) -> Traveler:

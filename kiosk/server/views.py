@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
 from typing import Any
 from weakref import WeakKeyDictionary
 
@@ -145,7 +144,7 @@ def load_traveler(conn: Connection, number: str) -> Traveler:
         part_name=trav.part_name,
         serial=trav.serial,
         lot=trav.lot,
-        status=traveler_status(steps, hold),
+        status=rules.traveler_status(steps, hold is not None),
         operations=tuple(
             Operation(number=o.number, name=o.name, work_center=o.work_center) for o in ops
         ),
@@ -153,16 +152,6 @@ def load_traveler(conn: Connection, number: str) -> Traveler:
         hold=hold,
         ncrs=tuple(n for n, _ in ncr_list),
     )
-
-
-def traveler_status(steps: Sequence[Step], hold: Hold | None) -> TravelerStatus:
-    if hold is not None:
-        return TravelerStatus.ON_HOLD
-    if steps and all(s.status is StepStatus.COMPLETE for s in steps):
-        return TravelerStatus.COMPLETE
-    if any(s.status is not StepStatus.NOT_STARTED for s in steps):
-        return TravelerStatus.IN_WORK
-    return TravelerStatus.NOT_STARTED
 
 
 def _steps(
