@@ -179,13 +179,14 @@ class KioskApp(App[int], inherit_bindings=False):
         who = "nobody signed in"
         if self.person is not None:
             who = f"{self.person.name} ({', '.join(r.value for r in self.person.roles)})"
+        counts = self.link.outbox.counts()  # one read for every bar on the stack
         for screen in self.screen_stack:
             for bar in screen.query(StatusBar):
                 bar.station = f"{station} · {self.work_center}"
                 bar.person = who
                 bar.online = self.online
-                bar.waiting = self.link.waiting()
-                bar.refused = len(self.link.refused())
+                bar.waiting = counts.get("pending", 0)
+                bar.refused = counts.get("refused", 0)
                 bar.config_version = self.info.config_version if self.info else None
                 bar.clock = f"{self.clock():%H:%M}"
 

@@ -386,3 +386,28 @@ def app_in_thread(app: FastAPI, *, log_level: str = "warning") -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(10)
+
+
+CRYPTFILE = "keyrings.cryptfile.cryptfile.CryptFileKeyring"
+
+
+def thin_client_home(tmp_path: Path, monkeypatch: Any) -> Path:
+    """A thin client of our own: HOME, XDG dirs and data dir in tmp, cryptfile as the keyring,
+    and none of this machine's station, keyring or terminal settings."""
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("XDG_DATA_HOME", str(home / ".local" / "share"))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(home / ".config"))
+    monkeypatch.setenv("KIOSK_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("PYTHON_KEYRING_BACKEND", CRYPTFILE)
+    monkeypatch.setenv("KEYRING_CRYPTFILE_PASSWORD", "correct horse battery staple")
+    for name in (
+        "KIOSK_CONFIG_FILE",
+        "KIOSK_KEYRING_BACKEND",
+        "CREDENTIALS_DIRECTORY",
+        "COLORTERM",
+        "TEXTUAL_COLOR_SYSTEM",
+    ):
+        monkeypatch.delenv(name, raising=False)
+    return home

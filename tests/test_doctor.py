@@ -19,25 +19,14 @@ import pytest
 from kiosk.cli import main
 from kiosk.doctor import check_terminal
 from tests.conftest import LiveServer, free_port
+from tests.helpers import thin_client_home
 
-CRYPTFILE = "keyrings.cryptfile.cryptfile.CryptFileKeyring"
 GOOD_TERMINAL = {"COLUMNS": "100", "LINES": "30", "TERM": "xterm-256color"}
 
 
 @pytest.fixture(autouse=True)
 def station_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A thin client of our own: HOME, XDG dirs and data dir in tmp, cryptfile as the keyring."""
-    home = tmp_path / "home"
-    home.mkdir()
-    monkeypatch.setenv("HOME", str(home))
-    monkeypatch.setenv("XDG_DATA_HOME", str(home / ".local" / "share"))
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(home / ".config"))
-    monkeypatch.setenv("KIOSK_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.setenv("PYTHON_KEYRING_BACKEND", CRYPTFILE)
-    monkeypatch.setenv("KEYRING_CRYPTFILE_PASSWORD", "correct horse battery staple")
-    for name in ("KIOSK_CONFIG_FILE", "KIOSK_KEYRING_BACKEND", "COLORTERM", "TEXTUAL_COLOR_SYSTEM"):
-        monkeypatch.delenv(name, raising=False)
-    return home
+    return thin_client_home(tmp_path, monkeypatch)
 
 
 def doctor(*args: str, **env: str) -> subprocess.CompletedProcess[str]:

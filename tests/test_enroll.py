@@ -19,24 +19,12 @@ from kiosk.config import default_config_file, load_settings
 from kiosk.station import backend
 from kiosk.wire import StationInfo
 from tests.conftest import LiveServer
-
-CRYPTFILE = "keyrings.cryptfile.cryptfile.CryptFileKeyring"
+from tests.helpers import CRYPTFILE, thin_client_home
 
 
 @pytest.fixture(autouse=True)
 def station_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A thin client of our own: HOME, XDG dirs and data dir in tmp, cryptfile as the keyring."""
-    home = tmp_path / "home"
-    home.mkdir()
-    monkeypatch.setenv("HOME", str(home))
-    monkeypatch.setenv("XDG_DATA_HOME", str(home / ".local" / "share"))
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(home / ".config"))
-    monkeypatch.setenv("KIOSK_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.setenv("PYTHON_KEYRING_BACKEND", CRYPTFILE)
-    monkeypatch.setenv("KEYRING_CRYPTFILE_PASSWORD", "correct horse battery staple")
-    for name in ("KIOSK_CONFIG_FILE", "KIOSK_KEYRING_BACKEND", "CREDENTIALS_DIRECTORY"):
-        monkeypatch.delenv(name, raising=False)
-    return home
+    return thin_client_home(tmp_path, monkeypatch)
 
 
 def station_info(url: str, token: str | None) -> StationInfo:

@@ -224,8 +224,16 @@ async def test_material_scan_is_recorded(live_server: LiveServer, tmp_path: Path
         assert focused_input(app) is entry(screen, "Kit complete per pick list").query_one(Input)
 
 
-async def test_letters_in_a_measurement_are_refused_before_sending(
-    live_server: LiveServer, tmp_path: Path
+@pytest.mark.parametrize(
+    "typed",
+    [
+        pytest.param("1x.5", id="letters"),
+        # As markup, "[/]" raised an error that closed the station: it must show as typed.
+        pytest.param("[/]", id="markup-brackets"),
+    ],
+)
+async def test_a_value_that_is_not_a_number_is_refused_before_sending(
+    live_server: LiveServer, tmp_path: Path, typed: str
 ) -> None:
     async with running(live_server.url, live_server.token(), tmp_path) as pilot:
         app = pilot.app
@@ -233,29 +241,14 @@ async def test_letters_in_a_measurement_are_refused_before_sending(
         screen = traveler_screen(app)
         await burst(pilot, "TL-0001")
         before = snapshot(live_server.service, "TRV-1002")
-        await type_in(pilot, "1x.5")
-        assert verdict(screen, "Fastener torque") == "✘ '1x.5' is not a number."
+        await type_in(pilot, typed)
+        assert verdict(screen, "Fastener torque") == f"✘ '{typed}' is not a number."
         await pilot.press("enter")
         await settle(pilot)
-        assert "Fastener torque: '1x.5' is not a number." in message(app)
-        assert focused_input(app).value == "1x.5"  # kept, to be corrected
-        assert snapshot(live_server.service, "TRV-1002") == before
-
-
-async def test_brackets_typed_are_shown_as_typed_not_read_as_markup(
-    live_server: LiveServer, tmp_path: Path
-) -> None:
-    async with running(live_server.url, live_server.token(), tmp_path) as pilot:
-        app = pilot.app
-        await work_on(pilot, "TRV-1002")
-        screen = traveler_screen(app)
-        await burst(pilot, "TL-0001")
-        await type_in(pilot, "[/]")  # as markup this raised an error that closed the station
-        assert verdict(screen, "Fastener torque") == "✘ '[/]' is not a number."
-        await pilot.press("enter")
-        await settle(pilot)
-        assert "Fastener torque: '[/]' is not a number." in message(app)
+        assert f"Fastener torque: '{typed}' is not a number." in message(app)
+        assert focused_input(app).value == typed  # kept, to be corrected
         assert app.is_running and app.screen is screen
+        assert snapshot(live_server.service, "TRV-1002") == before
 
 
 # --- signatures -----------------------------------------------------------------------------------

@@ -30,7 +30,7 @@ from kiosk.screens.scanner_test import ScannerTestScreen
 from kiosk.screens.sign_off import SignOffScreen
 from kiosk.screens.traveler import TravelerScreen
 from tests.conftest import LiveServer
-from tests.station import burst, running, settle
+from tests.station import burst, running, settle, work_on
 from tests.station_helpers import enter_value, screen_text, sign_with, type_in
 
 pytestmark = pytest.mark.parametrize("plant", ["sqlite"], indirect=True)
@@ -75,10 +75,7 @@ async def signed_in(pilot: Pilot[int]) -> None:
 
 async def step_in_work(pilot: Pilot[int]) -> None:
     """TRV-1002 step 20.1 in work: wrench recorded, an in-tolerance torque typed, not entered."""
-    await burst(pilot, "10001")
-    await burst(pilot, "TRV-1002")
-    await pilot.press("f2")
-    await settle(pilot)
+    await work_on(pilot, "TRV-1002")
     await burst(pilot, "TL-0001")
     await type_in(pilot, "12.5")
     await settle(pilot)
@@ -86,10 +83,7 @@ async def step_in_work(pilot: Pilot[int]) -> None:
 
 async def sign_off_prompt(pilot: Pilot[int]) -> None:
     """TRV-1001 step 10.1 with both items recorded, F5 pressed."""
-    await burst(pilot, "10001")
-    await burst(pilot, "TRV-1001")
-    await pilot.press("f2")
-    await settle(pilot)
+    await work_on(pilot, "TRV-1001")
     await burst(pilot, "LOT-A100")
     await enter_value(pilot, "ack")
     await pilot.press("f5")
@@ -98,10 +92,7 @@ async def sign_off_prompt(pilot: Pilot[int]) -> None:
 
 async def ncr_prompt(pilot: Pilot[int]) -> None:
     """An out-of-tolerance torque on TRV-1002 20.1: the NCR prompt opens by itself."""
-    await burst(pilot, "10001")
-    await burst(pilot, "TRV-1002")
-    await pilot.press("f2")
-    await settle(pilot)
+    await work_on(pilot, "TRV-1002")
     await burst(pilot, "TL-0001")
     await enter_value(pilot, "15")
 
@@ -113,10 +104,7 @@ async def on_hold(pilot: Pilot[int]) -> None:
 
 async def locked(pilot: Pilot[int]) -> None:
     """Ana walked away from TRV-1001 with a value typed: the idle lock covers it."""
-    await burst(pilot, "10001")
-    await burst(pilot, "TRV-1001")
-    await pilot.press("f2")
-    await settle(pilot)
+    await work_on(pilot, "TRV-1001")
     await type_in(pilot, "LOT-A1")
     cast(KioskApp, pilot.app).lock_station()
     await settle(pilot)

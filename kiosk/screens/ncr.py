@@ -10,6 +10,8 @@ from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Input, Static
 
+from kiosk.screens.dialog import dialog_css
+
 DEFECT_CODES = (
     "DIM dimension · TRQ torque · FOD foreign object · DMG damage · MAT material · DOC paperwork"
 )
@@ -25,18 +27,12 @@ class NcrDraft:
 class NcrScreen(ModalScreen[NcrDraft | None]):
     BINDINGS = [Binding("escape", "cancel", "Cancel")]
 
-    DEFAULT_CSS = """
-    NcrScreen {
-        align: center middle;
-        & > Vertical {
-            width: 76; max-width: 100%; height: auto; max-height: 100%;
-            border: double $error; background: $surface; padding: 0 1;
-        }
-        & .heading { text-style: bold; color: $error; }
-        & Input { margin: 0 0 1 0; }
-        & .error { color: $error; text-style: bold; }
-    }
-    """
+    DEFAULT_CSS = dialog_css(
+        "NcrScreen",
+        width=76,
+        colour="$error",
+        extra="& Input { margin: 0 0 1 0; } & .error { color: $error; text-style: bold; }",
+    )
 
     def __init__(self, context: str, description: str = "", defect_code: str = "") -> None:
         super().__init__()

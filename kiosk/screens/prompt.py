@@ -9,15 +9,11 @@ from textual.screen import ModalScreen
 from textual.widgets import Input, OptionList, Static
 from textual.widgets.option_list import Option
 
-MODAL_CSS = """
-    align: center middle;
-    & > Vertical {
-        width: 70; max-width: 100%; height: auto; max-height: 100%;
-        border: double $accent; background: $surface; padding: 0 1;
-    }
-    & .heading { text-style: bold; color: $accent; }
-    & Input { margin: 1 0; }
-    & OptionList { height: auto; max-height: 12; border: none; margin: 1 0; }
+from kiosk.screens.dialog import dialog_css
+
+PROMPT_PARTS = """
+        & Input { margin: 1 0; }
+        & OptionList { height: auto; max-height: 12; border: none; margin: 1 0; }
 """
 
 
@@ -25,7 +21,7 @@ class PromptScreen(ModalScreen[str | None]):
     """Asks for one line of text; Enter returns it, Esc returns None."""
 
     BINDINGS = [Binding("escape", "cancel", "Cancel")]
-    DEFAULT_CSS = "PromptScreen {" + MODAL_CSS + "}"
+    DEFAULT_CSS = dialog_css("PromptScreen", extra=PROMPT_PARTS)
 
     def __init__(self, heading: str, explanation: str, *, min_length: int = 1) -> None:
         super().__init__()
@@ -56,7 +52,7 @@ class ChoiceScreen(ModalScreen[str | None]):
     """Offers a list; Enter returns the chosen option's id, Esc returns None."""
 
     BINDINGS = [Binding("escape", "cancel", "Cancel")]
-    DEFAULT_CSS = "ChoiceScreen {" + MODAL_CSS + "}"
+    DEFAULT_CSS = dialog_css("ChoiceScreen", extra=PROMPT_PARTS)
 
     def __init__(
         self,

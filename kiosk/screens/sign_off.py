@@ -19,6 +19,7 @@ from textual.widgets import Input, Static
 
 from kiosk import rules
 from kiosk.client import BackendError
+from kiosk.screens.dialog import dialog_css
 from kiosk.wire import Credentials
 
 T = TypeVar("T")
@@ -31,19 +32,13 @@ class SignOffScreen(ModalScreen[T | None], Generic[T]):
 
     BINDINGS = [Binding("escape", "cancel", "Cancel")]
 
-    DEFAULT_CSS = """
-    SignOffScreen {
-        align: center middle;
-        & > Vertical {
-            width: 70; max-width: 100%; height: auto; max-height: 100%;
-            border: double $accent; background: $surface; padding: 0 1;
-        }
-        & .heading { text-style: bold; color: $accent; }
+    DEFAULT_CSS = dialog_css(
+        "SignOffScreen",
+        extra="""
         & .meaning { text-style: bold; margin: 1 0; }
         & Input { margin: 0 0 1 0; }
-        & .error { color: $error; text-style: bold; }
-    }
-    """
+        & .error { color: $error; text-style: bold; }""",
+    )
 
     def __init__(self, heading: str, summary: str, meaning: str, check: Check[T]) -> None:
         super().__init__()
