@@ -6,33 +6,16 @@ session that opens.
 
 from __future__ import annotations
 
-from typing import ClassVar
-
-from textual.app import App
-from textual.binding import Binding, BindingType
-
-from kiosk import themes
 from kiosk.client import ExecutionClient
 from kiosk.config import StationSettings
 from kiosk.screens.admin_console import AdminConsoleScreen
 from kiosk.screens.sign_off import SignOffScreen
+from kiosk.signed_in_app import SignedInApp
 from kiosk.wire import AdminSession, Credentials, StationInfo
 
 
-class AdminApp(App[int], inherit_bindings=False):
-    CSS_PATH = themes.STYLESHEET
-    ENABLE_COMMAND_PALETTE = False
+class AdminApp(SignedInApp):
     TITLE = "Station kiosk admin"
-    BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("ctrl+q", "quit", "Quit", show=False, priority=True)
-    ]
-
-    def __init__(self, client: ExecutionClient) -> None:
-        super().__init__()
-        self.client = client
-        for theme in themes.THEMES.values():
-            self.register_theme(theme)
-        self.theme = themes.DEFAULT_THEME
 
     def on_mount(self) -> None:
         summary = "Admin console: stations, holds, NCRs, locked people, enrollment codes."
@@ -51,9 +34,6 @@ class AdminApp(App[int], inherit_bindings=False):
         self.push_screen(
             AdminConsoleScreen(self.client, session.token, session.admin.name, station)
         )
-
-    async def on_unmount(self) -> None:
-        await self.client.aclose()
 
 
 def run_admin(settings: StationSettings) -> int:

@@ -1,4 +1,5 @@
-"""Station settings: a TOML file plus KIOSK_* environment variables, read once at start-up.
+"""Settings: the station's and the server's, each a TOML file plus KIOSK_* environment variables,
+read once at start-up; command-line flags override both.
 
 Plain pydantic + tomllib rather than pydantic-settings: the latter costs ~0.27 s of import time on
 every start of a station, and this file needs only a few fields.
@@ -9,10 +10,10 @@ from __future__ import annotations
 import os
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, TypeVar
 
 import platformdirs
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
 APP_NAME = "station-kiosk"
 
@@ -25,6 +26,14 @@ def default_config_file() -> Path:
     return Path(
         os.environ.get("KIOSK_CONFIG_FILE")
         or platformdirs.user_config_path(APP_NAME) / "kiosk.toml"
+    )
+
+
+def default_server_config_file() -> Path:
+    """The server's own file: a station's kiosk.toml forbids unknown fields, so they stay apart."""
+    return Path(
+        os.environ.get("KIOSK_SERVER_CONFIG_FILE")
+        or platformdirs.user_config_path(APP_NAME) / "server.toml"
     )
 
 
@@ -51,31 +60,107 @@ class StationSettings(BaseModel):
     """keyring backend class for the station token (e.g. keyrings.cryptfile.cryptfile.CryptFileKeyring)."""
     request_timeout: float = 10.0
     """Seconds a request to the server may take before the station reports it as unreachable."""
+    ca_file: Path | None = None
+    """PEM bundle of the plant CA that signs the server's certificate; the station trusts only it.
+    Unset: httpx's default trust (the public CAs of certifi, or $SSL_CERT_FILE)."""
+    allow_insecure_http: bool = False
+    """Accept a plain http:// server_url to another machine (token and PINs in clear on the wire).
+    Loopback (127.0.0.0/8, ::1, localhost) is always accepted: the embedded server is plain http."""
 
     @property
     def embedded_database_url(self) -> str:
         return self.database_url or f"sqlite:///{self.data_dir / 'plant.db'}"
 
 
+class ServerSettings(BaseModel):
+    """What every server-side command (`kiosk serve`, `audit`, `import`, `station`, …) runs with."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    data_dir: Path = Path()
+    """Where the default SQLite database and the plant secret live."""
+    database_url: str | None = None
+    """SQLAlchemy URL, or postgresql://…; unset: the SQLite file plant.db in data_dir."""
+    secret_file: Path | None = None
+    """The plant secret that keys badge hashes and seals the audit trail; unset: data_dir/plant-secret."""
+    host: str = "127.0.0.1"
+    """Address `kiosk serve` listens on: loopback unless the plant's stations must reach it."""
+    port: int = Field(default=8600, ge=1, le=65535)
+    """TCP port of `kiosk serve`."""
+    workers: int = Field(default=1, ge=1, le=64)
+    """Server processes sharing the database (uvicorn workers)."""
+    tls_cert: Path | None = None
+    """PEM certificate (chain) issued by the plant CA: with tls_key, `kiosk serve` speaks https."""
+    tls_key: Path | None = None
+    """The certificate's unencrypted PEM key, readable only by the server's user."""
+    log_format: Literal["text", "json"] = "text"
+    """text: one readable line per event; json: one JSON object per line, for a log shipper."""
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    """The least severe level written, for the server's own lines and uvicorn's."""
+    metrics_token: SecretStr | None = None
+    """When set, GET /metrics needs `Authorization: Bearer <token>`; unset, /metrics is open to
+    whoever reaches the port (a scrape endpoint on the plant's trusted network)."""
+    files_dir: Path | None = None
+    """Where photos, drawings and other kept files are stored by their SHA-256; unset: `files`
+    beside the plant secret (data_dir/files). Back it up with the database: the records name files by hash."""
+    max_file_mb: int = Field(default=25, ge=1, le=1024)
+    """The largest file (photo, drawing) the server accepts, in MiB."""
+    ready_timeout: float = Field(default=5.0, gt=0, le=60)
+    """Seconds GET /ready waits for the database before it answers 503."""
+    events_mqtt_url: str | None = Field(
+        default=None,
+        # [user[:password]@]host-or-[ipv6][:port]; no path, query or fragment
+        pattern=r"^mqtts?://([^/?#\s@]+@)?(\[[0-9A-Fa-f:.]+\]|[^/?#\s:@\[\]]+)(:\d{1,5})?/?$",
+        max_length=500,
+    )
+    """MQTT broker that `kiosk serve` publishes the event feed to (QoS 1, topics
+    plant/<work center>/<station>/<traveler>/<event>): mqtt://[user:password@]host[:1883], or
+    mqtts:// for TLS (port 8883). Unset: no publishing; GET /api/v1/events still serves the feed.
+    Needs the mqtt extra (pip install 'station-kiosk[mqtt]')."""
+
+    @property
+    def database(self) -> str:
+        return self.database_url or f"sqlite:///{self.data_dir / 'plant.db'}"
+
+    @property
+    def plant_secret(self) -> Path:
+        return self.secret_file or self.data_dir / "plant-secret"
+
+    @property
+    def files(self) -> Path:
+        """Beside the plant secret unless set: the two are kept (and backed up) together."""
+        return self.files_dir or self.plant_secret.with_name("files")
+
+
 FIELDS = tuple(StationSettings.model_fields)
+SERVER_FIELDS = tuple(ServerSettings.model_fields)
+Settings = TypeVar("Settings", StationSettings, ServerSettings)
 
 
 def load_settings(config_file: Path | None = None, **overrides: Any) -> StationSettings:
     """Defaults < TOML file < KIOSK_* environment < explicit overrides (command-line flags)."""
-    path = config_file or default_config_file()
+    return _load(StationSettings, config_file or default_config_file(), overrides)
+
+
+def load_server_settings(config_file: Path | None = None, **overrides: Any) -> ServerSettings:
+    """The same precedence for the server: defaults < server.toml < KIOSK_* < flags."""
+    return _load(ServerSettings, config_file or default_server_config_file(), overrides)
+
+
+def _load(model: type[Settings], path: Path, overrides: dict[str, Any]) -> Settings:
     values: dict[str, Any] = {"data_dir": default_data_dir()}
     if path.exists():
         try:
             values.update(tomllib.loads(path.read_text()))
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{path}: not valid TOML ({exc})") from None
-    for name in FIELDS:
+    for name in model.model_fields:
         env = os.environ.get(f"KIOSK_{name.upper()}")
         if env:
             values[name] = env
     values.update({k: v for k, v in overrides.items() if v is not None})
     try:
-        return StationSettings.model_validate(values)
+        return model.model_validate(values)
     except ValidationError as exc:
         first = exc.errors()[0]
         field = ".".join(str(p) for p in first["loc"])

@@ -7,6 +7,8 @@ whether the terminal, the token, the network or the clock is what stops the stat
 from __future__ import annotations
 
 import shutil
+import socket
+import ssl
 import sys
 import time
 from collections.abc import Mapping
@@ -14,14 +16,17 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Final, TextIO
+from urllib.parse import urlsplit
 
 import httpx
 
+from kiosk.client import tls
 from kiosk.config import StationSettings, default_config_file
 
 MIN_COLUMNS: Final = 80
 MIN_LINES: Final = 24
 MAX_SKEW_SECONDS: Final = 60.0
+RENEW_WITHIN_DAYS: Final = 30
 TIMEOUT: Final = httpx.Timeout(5.0, connect=3.0)
 COLOR_SYSTEMS: Final = ("auto", "standard", "256", "truecolor", "windows")
 
@@ -44,22 +49,37 @@ class ServerAnswer:
     date: datetime | None = None
     sent_at: float = 0.0
     received_at: float = 0.0
+    tls: tls.TLSProblem | None = None
+    """Set when the request failed at TLS (the error then says so too)."""
+
+
+@dataclass(frozen=True)
+class Trust:
+    """The TLS verdict on server_url: a line to print (None: nothing to say, as for the
+    embedded server), the context the other checks must use, and whether the station token
+    may be sent (never over plain http to another machine unless allowed)."""
+
+    check: Check | None
+    context: ssl.SSLContext
+    may_send_token: bool = True
 
 
 def run(settings: StationSettings, env: Mapping[str, str], out: TextIO | None = None) -> int:
     """Print every check; 0 only when all are ok."""
     out = out or sys.stdout
     url = settings.server_url
-    answer = probe(url) if url else None
+    trust = check_tls(settings)
+    answer = probe(url, trust.context) if url else None
     keyring, token = check_keyring(settings)
     checks = [
         check_terminal(env, shutil.get_terminal_size(fallback=(0, 0))),
         keyring,
+        *([trust.check] if trust.check else []),
         check_server(url, answer),
         check_clock(answer, embedded=url is None),
     ]
-    if url and token and answer is not None and answer.error is None:
-        checks.append(check_enrollment(url, token))
+    if url and token and trust.may_send_token and answer is not None and answer.error is None:
+        checks.append(check_enrollment(url, token, trust.context))
     for check in checks:
         print(check.line(), file=out)
     return 0 if all(c.ok for c in checks) else 1
@@ -140,15 +160,78 @@ def check_keyring(settings: StationSettings) -> tuple[Check, str | None]:
     return Check(True, what), token
 
 
+# --- TLS ----------------------------------------------------------------------------------------
+
+
+def check_tls(settings: StationSettings) -> Trust:
+    """The same gate the station passes at start (tls.station_context), as a report."""
+    try:
+        context = tls.client_context(settings.ca_file)
+    except tls.TLSConfigError as exc:
+        # Go on with the default trust, so the server and clock checks still say something.
+        return Trust(Check(False, "TLS", str(exc)), tls.client_context(None))
+    url = settings.server_url
+    parts = urlsplit(url or "")
+    if url is None or (parts.scheme == "http" and tls.is_loopback(parts.hostname or "")):
+        return Trust(None, context)  # the embedded server or this machine: plain http by design
+    try:
+        tls.check_server_url(url, allow_insecure_http=settings.allow_insecure_http)
+    except tls.TLSConfigError as exc:
+        return Trust(Check(False, "TLS", str(exc)), context, may_send_token=False)
+    if parts.scheme == "http":
+        what = (
+            f"TLS: none, plain http to {parts.hostname} (insecure allowed by allow_insecure_http)"
+        )
+        return Trust(Check(True, what), context)
+    host, port = parts.hostname or "", parts.port or 443
+    by = (
+        f"the plant CA in {settings.ca_file}"
+        if settings.ca_file
+        else "the default CAs (certifi or $SSL_CERT_FILE)"
+    )
+    return Trust(check_handshake(host, port, context, by), context)
+
+
+def check_handshake(host: str, port: int, context: ssl.SSLContext, by: str) -> Check:
+    """One TLS handshake, verified exactly as the station's client verifies it."""
+    try:
+        with (
+            socket.create_connection((host, port), timeout=TIMEOUT.connect) as raw,
+            context.wrap_socket(raw, server_hostname=host) as conn,
+        ):
+            cert = conn.getpeercert()
+    except ssl.SSLError as exc:  # before OSError: SSLError is one
+        problem = tls.diagnose(exc, host) or tls.TLSProblem(str(exc), "check the server's TLS")
+        return Check(False, f"TLS: {problem.reason}", problem.fix)
+    except OSError as exc:
+        return Check(
+            False, "TLS not checked", f"{host}:{port} did not answer ({exc}): fix that first"
+        )
+    return Check(True, f"TLS: the certificate of {host} is verified by {by}{_expiry(cert)}")
+
+
+def _expiry(cert: Mapping[str, object] | None) -> str:
+    not_after = (cert or {}).get("notAfter")
+    if not isinstance(not_after, str):
+        return ""
+    until = datetime.fromtimestamp(ssl.cert_time_to_seconds(not_after), UTC)
+    days = (until - datetime.now(UTC)).days
+    soon = f": renew it, {days} days left" if days < RENEW_WITHIN_DAYS else ""
+    return f", valid until {until:%Y-%m-%d}{soon}"
+
+
 # --- server and clock ---------------------------------------------------------------------------
 
 
-def probe(server_url: str) -> ServerAnswer:
+def probe(server_url: str, context: ssl.SSLContext | None = None) -> ServerAnswer:
     url = server_url.rstrip("/") + "/health"
     sent = time.time()
     try:
-        response = httpx.get(url, timeout=TIMEOUT)
+        response = httpx.get(url, timeout=TIMEOUT, verify=context or tls.default_context())
     except httpx.HTTPError as exc:
+        problem = tls.diagnose(exc, urlsplit(url).hostname or url)
+        if problem is not None:
+            return ServerAnswer(error=f"TLS: {problem.reason}", tls=problem)
         return ServerAnswer(error=f"{type(exc).__name__}: {exc}" if str(exc) else repr(exc))
     received = time.time()
     if response.status_code != 200:
@@ -170,6 +253,8 @@ def _http_date(value: str | None) -> datetime | None:
 def check_server(server_url: str | None, answer: ServerAnswer | None) -> Check:
     if server_url is None or answer is None:
         return Check(True, "server: embedded (started by the station, no server_url set)")
+    if answer.tls is not None:
+        return Check(False, f"server {server_url} refused at TLS", "fix the TLS problem above")
     if answer.error is not None:
         return Check(
             False,
@@ -201,11 +286,16 @@ def check_clock(answer: ServerAnswer | None, embedded: bool) -> Check:
     return Check(True, f"clock within {MAX_SKEW_SECONDS:.0f} s of the server ({skew:+.0f} s)")
 
 
-def check_enrollment(server_url: str, token: str) -> Check:
+def check_enrollment(server_url: str, token: str, context: ssl.SSLContext | None = None) -> Check:
     """The token is there; does the server still accept it (revoked stations get 401)?"""
     url = server_url.rstrip("/") + "/api/v1/station"
     try:
-        response = httpx.get(url, headers={"Authorization": f"Bearer {token}"}, timeout=TIMEOUT)
+        response = httpx.get(
+            url,
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=TIMEOUT,
+            verify=context or tls.default_context(),
+        )
     except httpx.HTTPError as exc:
         return Check(False, "enrollment not checked", f"GET {url} failed ({exc})")
     if response.status_code == 401:

@@ -7,6 +7,7 @@ template database when KIOSK_TEST_DATABASE_URL is set); each test gets its own c
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import sqlite3
 import threading
@@ -22,7 +23,7 @@ from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
 
 from kiosk.client import ExecutionClient
-from kiosk.server import demo
+from kiosk.server import audit, demo
 from kiosk.server.app import ServerConfig, create_app, open_service
 from kiosk.server.service import ExecutionService
 from kiosk.server.store import normalize_url
@@ -90,7 +91,7 @@ def templates(session_dir: Path) -> Iterator[dict[str, Template]]:
 def _template(backend: str, templates: dict[str, Template], session_dir: Path) -> Template:
     if backend in templates:
         return templates[backend]
-    secret = session_dir / "plant-secret"
+    secret = session_dir / f"plant-secret-{backend}"  # each template has its own witness
     if backend == "sqlite":
         path = session_dir / f"template-{uuid.uuid4().hex[:8]}.db"
         svc = open_service(ServerConfig(f"sqlite:///{path}", secret, demo=True))
@@ -126,18 +127,32 @@ def plant(
 ) -> Iterator[Plant]:
     backend = request.param
     tmpl = _template(backend, templates, session_dir)
+    secret = _own_secret(tmpl, tmp_path)
     if backend == "sqlite":
         target = tmp_path / "plant.db"
         with sqlite3.connect(tmpl.source) as src, sqlite3.connect(target) as dst:
             src.backup(dst)
-        yield Plant(f"sqlite:///{target}", tmpl.secret_file)
+        yield Plant(f"sqlite:///{target}", secret)
         return
     name = f"kiosk_t_{uuid.uuid4().hex[:10]}"
     with _admin_engine().connect() as conn:
         conn.execute(text(f'CREATE DATABASE "{name}" TEMPLATE "{tmpl.source}"'))
-    yield Plant(_pg_url(name), tmpl.secret_file)
+    yield Plant(_pg_url(name), secret)
     with _admin_engine().connect() as conn:
         conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+def _own_secret(tmpl: Template, tmp_path: Path) -> Path:
+    """The plant secret and its witness file, copied: a plant's witness is its own."""
+    secret = tmp_path / "plant-secret"
+    shutil.copy(tmpl.secret_file, secret)
+    witness = audit.witness_path(tmpl.secret_file)
+    if witness.exists():
+        shutil.copy(witness, audit.witness_path(secret))
+    kept = tmpl.secret_file.with_name("files")  # the demo's drawings, beside its secret
+    if kept.exists() and not secret.with_name("files").exists():
+        shutil.copytree(kept, secret.with_name("files"))
+    return secret
 
 
 @pytest.fixture

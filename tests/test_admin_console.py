@@ -101,12 +101,14 @@ async def test_an_admin_unlocks_a_locked_out_person(live_server: LiveServer) -> 
     svc = live_server.service
     station = svc.authenticate(token)
     for _ in range(5):
-        with pytest.raises(Exception, match="Wrong PIN"):
+        with pytest.raises(Exception, match="Badge or PIN not accepted|locked"):
             svc.verify_credentials(station, Credentials(badge="10002", pin="0000"))
     app = AdminApp(ExecutionClient(live_server.url, token))
     async with app.run_test(size=(120, 40)) as pilot:
         await sign_in(pilot)
         assert "Ben Okafor" in table_text(app, "people")
+        security = table_text(app, "security")  # the lock-out is a security event too
+        assert "! lock-out" in security and "Ben Okafor: 5 wrong PINs" in security
         await pilot.press("f6")
         await sign_in(pilot)  # the admin signs the unlock
         assert "Ben Okafor unlocked" in str(app.screen.query_one("#message").render())

@@ -17,6 +17,7 @@ from kiosk.server import erp
 from kiosk.server import schema as t
 from kiosk.server.service import ExecutionService
 from kiosk.wire import (
+    ApproveDisposition,
     AsBuilt,
     Disposition,
     DispositionNcr,
@@ -158,9 +159,11 @@ def test_import_then_export_the_as_built_record(
             traveler="TRV-6001",
             ncr=ncr,
             disposition=Disposition.USE_AS_IS,
+            rationale="Within the drawing's allowable",
             credentials=creds("sam"),
         )
     )
+    floor.do(ApproveDisposition(actor_id=ids["ana"], traveler="TRV-6001", ncr=ncr, credentials=creds("raj")))
     floor.do(ReleaseHold(actor_id=ids["ana"], traveler="TRV-6001", credentials=creds("sam")))
     trav = floor.do(
         floor.record("ana", service.traveler("TRV-6001"), "10.2", "Pin bore", "6.364")

@@ -120,7 +120,7 @@ async def test_concurrent_duplicates_over_http_are_applied_once(
     results = await asyncio.gather(*(floor.do(action, key=key) for _ in range(6)))
     assert all(r == results[0] for r in results)
     assert values_of(service, action.item_id) == ["LOT-A101"]
-    assert snapshot(service, "TRV-1001").audit == audit_before + 1
+    assert snapshot(service, "TRV-1001").audit == audit_before + 2  # the value, the lot consumed
     assert [m.lot for m in (await floor.client.as_built("TRV-1001")).material] == ["LOT-A101"]
 
 
@@ -153,19 +153,20 @@ async def test_a_racing_duplicate_record_is_applied_once(
     floor: Floor, service: ExecutionService
 ) -> None:
     trav = (await floor.start_step("ana", "TRV-1001", "10.1")).traveler
-    action = floor.record("ana", trav, "10.1", "Bracket forging lot", "LOT-A100")
+    record = floor.record("ana", trav, "10.1", "Bracket forging lot", "LOT-A100")
+    action = await floor.proven(record)
     answers = await asyncio.to_thread(_race, service, new_key(), action)
     assert len(answers) == 8
     assert {status for status, _ in answers} == {200}
     assert len({body for _, body in answers}) == 1
-    assert values_of(service, action.item_id) == ["LOT-A100"]
+    assert values_of(service, record.item_id) == ["LOT-A100"]
 
 
 async def test_a_racing_duplicate_signature_is_applied_once(
     floor: Floor, service: ExecutionService
 ) -> None:
     result = await floor.work("ana", "TRV-1001", "10.1", sign=False)
-    action = floor.sign("ana", result.traveler, "10.1")
+    action = await floor.proven(floor.sign("ana", result.traveler, "10.1"))
     signatures = count(service, t.signatures)
     answers = await asyncio.to_thread(_race, service, new_key(), action, 6)
     assert {status for status, _ in answers} == {200}
@@ -179,13 +180,15 @@ async def test_an_action_without_idempotency_key_is_refused(
     raw: httpx.AsyncClient, floor: Floor, service: ExecutionService
 ) -> None:
     trav = await floor.traveler("TRV-1001")
-    body = {"action": floor.start("ana", trav, "10.1").model_dump(mode="json")}
+    login = await raw.post("/api/v1/login", json={"badge": "10001"}, headers={"Idempotency-Key": new_key()})
+    action = floor.with_session(floor.start("ana", trav, "10.1"), login.json()["session"])
+    body = {"action": action.model_dump(mode="json")}
     before = snapshot(service, "TRV-1001")
     response = await raw.post("/api/v1/actions", json=body)
-    assert response.status_code == 422
+    assert response.status_code == 400
     assert response.headers["content-type"].startswith("application/problem+json")
     problem = response.json()
-    assert problem["rule"] == "request_invalid"
+    assert problem["rule"] == "idempotency_key_missing"
     assert "Idempotency-Key" in problem["detail"]
     assert snapshot(service, "TRV-1001") == before
 
@@ -289,19 +292,17 @@ async def test_five_wrong_pins_in_a_row_lock_the_person_until_a_supervisor_unloc
     result = await floor.work("ana", "TRV-1001", "10.1", sign=False)
     trav = result.traveler
     ana = floor.ids["ana"]
-    for attempt in range(1, 5):
+    for _attempt in range(1, 5):
         with pytest.raises(Refused) as refused:
             await floor.do(floor.sign("ana", trav, "10.1", pin="0000"))
-        left = 5 - attempt
-        assert refused.value.rule == "pin_wrong"
-        assert (
-            refused.value.detail
-            == f"Wrong PIN. {left} {'try' if left == 1 else 'tries'} left before lock-out."
-        )
+        assert refused.value.rule == "credentials_not_accepted"
     with pytest.raises(Refused) as refused:
         await floor.do(floor.sign("ana", trav, "10.1", pin="0000"))
     assert refused.value.rule == "person_locked"
-    assert refused.value.detail == "Wrong PIN. Ana Ortiz is now locked; a supervisor must unlock."
+    # Whoever typed the wrong PINs learns that the badge is locked, never whose badge it is.
+    assert refused.value.detail == (
+        "This badge is locked after repeated wrong PINs; a supervisor must unlock it."
+    )
 
     before = snapshot(service, "TRV-1001")
     with pytest.raises(Refused) as refused:  # the right PIN no longer helps
@@ -327,7 +328,9 @@ async def test_five_wrong_pins_in_a_row_lock_the_person_until_a_supervisor_unloc
             select(t.users.c.locked, t.users.c.failed_pins).where(t.users.c.id == ana)
         ).one()
     assert (row.locked, row.failed_pins) == (False, 0)
-    assert (await floor.client.login("10001")).id == ana
+    signed_in = await floor.client.login("10001")
+    assert signed_in.person.id == ana
+    floor.signed_in = (ana, signed_in.session)
     signed = await floor.do(floor.sign("ana", trav, "10.1"))
     assert step_of(signed.traveler, "10.1").status is StepStatus.COMPLETE
 
@@ -335,7 +338,7 @@ async def test_five_wrong_pins_in_a_row_lock_the_person_until_a_supervisor_unloc
 async def test_only_wrong_pins_in_a_row_count(floor: Floor, service: ExecutionService) -> None:
     trav = (await floor.work("ana", "TRV-1001", "10.1", sign=False)).traveler
     for _ in range(4):
-        with pytest.raises(Refused, match="left before lock-out"):
+        with pytest.raises(Refused, match="Badge or PIN not accepted"):
             await floor.do(floor.sign("ana", trav, "10.1", pin="9876"))
     await floor.do(floor.sign("ana", trav, "10.1"))  # the right PIN starts the count again
     held = await floor.traveler("TRV-1003")
@@ -348,8 +351,7 @@ async def test_only_wrong_pins_in_a_row_count(floor: Floor, service: ExecutionSe
                     credentials=creds("ana", pin="9876"),
                 )
             )
-        assert refused.value.rule == "pin_wrong"
-    assert refused.value.detail == "Wrong PIN. 1 try left before lock-out."
+        assert refused.value.rule == "credentials_not_accepted"
     with service.store.begin() as conn:
         row = conn.execute(select(t.users).where(t.users.c.id == floor.ids["ana"])).one()
     assert (row.locked, row.failed_pins) == (False, 4)
@@ -503,10 +505,34 @@ async def test_server_logs_of_a_failing_login_hold_no_badge(
                         credentials=creds("sam", pin="8642"),
                     )
                 )
-            assert refused.value.rule == "pin_wrong"
+            assert refused.value.rule == "credentials_not_accepted"
     text = "\n".join(captured_logs.lines)
     assert "/api/v1/login" in text  # the capture did see the server's request log
     assert "INSERT INTO audit_log" in text  # ... and its SQL with parameters
     assert leaked_secrets(text) == []
     for secret in ("77777", "8642"):
         assert not secret_pattern(secret).search(text), secret
+
+
+async def test_idempotency_keys_belong_to_the_station_that_sent_them(
+    live_server: LiveServer, service: ExecutionService
+) -> None:
+    """Another station sending the same key gets its own answer, never the first station's."""
+    key = "shared-key-0001"
+    answers = []
+    for name in ("LINE-21", "LINE-22"):
+        async with ExecutionClient(live_server.url, live_server.token(name, "ASSEMBLY")) as api:
+            floor = Floor(api, person_ids(service))
+            trav = await floor.traveler("TRV-1001")
+            who = "ana" if name == "LINE-21" else "ben"
+            result = await floor.do(floor.start(who, trav, "10.1"), key=key)
+            answers.append(result.message)
+            again = await floor.do(floor.start(who, trav, "10.1"), key=key)  # its own replay
+            assert again.message == result.message
+    # Ben joins Ana on the step in work: clocked on beside her, not a second start.
+    assert answers == ["Step 10.1 started.", "Ben Okafor clocked on step 10.1."]
+    with service.store.begin() as conn:
+        stored = conn.execute(
+            select(t.idempotency.c.station_id).where(t.idempotency.c.key == key)
+        ).all()
+    assert len(stored) == 2

@@ -104,7 +104,9 @@ def names_server(name: str) -> bool:
 
 
 def test_the_station_app_loads_nothing_of_the_server() -> None:
-    loaded = modules_after_import("kiosk.app")
+    from kiosk.app import BEHIND_THE_BADGE_SCREEN  # what it loads after its first frame
+
+    loaded = modules_after_import("kiosk.app", *BEHIND_THE_BADGE_SCREEN)
     assert "kiosk.app" in loaded and "kiosk.screens.traveler" in loaded
     assert under(loaded, "kiosk.server") == []
 
@@ -146,3 +148,78 @@ def test_the_scan_sees_hidden_relative_and_dynamic_imports() -> None:
     names = set(imported_names_in(source, "kiosk.widgets"))
     assert {"kiosk.server.store", "kiosk.server.app", "kiosk.server.demo", "kiosk.server"} <= names
     assert "kiosk.widgets.step_list" in names
+
+
+def test_the_pdf_library_loads_only_when_a_pdf_is_made() -> None:
+    """fpdf2 (and its fontTools) costs start-up time: neither the station nor the server loads
+    it until an as-built PDF is asked for (`kiosk export … --format pdf`, `GET …/as-built.pdf`)."""
+    loaded = modules_after_import(
+        "kiosk.cli",
+        "kiosk.app",
+        "kiosk.station",
+        "kiosk.server.app",
+        "kiosk.server.asgi",
+        "kiosk.server.api",
+        "kiosk.server.printable",
+    )
+    assert "kiosk.server.api" in loaded
+    assert under(loaded, "fpdf") == [] and under(loaded, "fontTools") == []
+    assert "kiosk.server.pdf" not in loaded
+    assert "fpdf" in modules_after_import("kiosk.server.pdf")  # the check itself can see it
+
+
+def test_only_the_pdf_module_imports_the_pdf_library() -> None:
+    importers = {
+        path.relative_to(KIOSK).as_posix()
+        for path in KIOSK.rglob("*.py")
+        if any(name == "fpdf" or name.startswith("fpdf.") for name in imported_names(path))
+    }
+    assert importers == {"server/pdf.py"}
+
+
+def test_the_station_loads_no_metrics_or_structured_logging() -> None:
+    """prometheus-client and python-json-logger serve `kiosk serve` only: the station's start
+    path (the command, the app, its file log) loads neither, nor structlog."""
+    loaded = modules_after_import("kiosk.cli", "kiosk.app", "kiosk.station", "kiosk.station_log")
+    assert "kiosk.station_log" in loaded and "kiosk.redact" in loaded
+    for heavy in ("prometheus_client", "pythonjsonlogger", "structlog"):
+        assert under(loaded, heavy) == [], heavy
+    server = modules_after_import("kiosk.server.asgi")
+    assert "prometheus_client" in server and "pythonjsonlogger" in server  # the check can see them
+
+
+# --- Alembic stays on the upgrade path --------------------------------------------------------------
+
+# The files that may import Alembic (a revision need not).
+ALEMBIC_IMPORTERS = {
+    "kiosk/server/upgrade.py",  # `kiosk db upgrade`
+    "kiosk/server/migrations/env.py",  # read by Alembic, from the above
+    *(p.relative_to(ROOT).as_posix() for p in (KIOSK / "server/migrations/versions").glob("*.py")),
+}
+
+
+def test_neither_the_station_nor_the_server_loads_alembic() -> None:
+    """The station, `kiosk serve` (the store creates a new database and stamps it without
+    Alembic), backup and restore: none of them pays for Alembic."""
+    for modules in (
+        ("kiosk.app", "kiosk.cli"),
+        ("kiosk.server.app", "kiosk.server.asgi", "kiosk.server.store"),
+        ("kiosk.server.backup", "kiosk.server.migrations", "kiosk.server.migrations.chain"),
+    ):
+        loaded = modules_after_import(*modules)
+        assert under(loaded, "alembic") == [], modules
+
+
+def test_the_upgrade_does_load_alembic() -> None:
+    """The check above would pass vacuously if Alembic were never loaded at all."""
+    assert under(modules_after_import("kiosk.server.upgrade"), "alembic") != []
+
+
+def test_only_the_upgrade_path_imports_alembic() -> None:
+    found = {
+        path.relative_to(ROOT).as_posix()
+        for path in sorted(KIOSK.rglob("*.py"))
+        if any(n == "alembic" or n.startswith("alembic.") for n in imported_names(path))
+    }
+    assert "kiosk/server/upgrade.py" in found
+    assert found <= ALEMBIC_IMPORTERS, found - ALEMBIC_IMPORTERS

@@ -163,7 +163,7 @@ async def test_admin_exit_refuses_an_admin_badge_with_a_wrong_pin(
         await pilot.press("f12")
         await settle(pilot)
         await sign_with(pilot, "90001", "9990")
-        assert "Wrong PIN." in message(app)
+        assert "Badge or PIN not accepted." in message(app)
         assert app.is_running and app.return_code is None
 
 

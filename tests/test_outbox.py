@@ -84,13 +84,22 @@ class NoteStep:
         status, _ = service.perform(
             self.station,
             "start-9001",
-            StartStep(actor_id=self.ana.id, traveler="TRV-9001", step_id=step.id),
+            StartStep(
+                actor_id=self.ana.person.id,
+                session=self.ana.session,
+                traveler="TRV-9001",
+                step_id=step.id,
+            ),
         )
         assert status == 200
 
     def note(self, n: int) -> RecordValue:
         return RecordValue(
-            actor_id=self.ana.id, traveler="TRV-9001", item_id=self.item_id, value=f"note {n}"
+            actor_id=self.ana.person.id,
+            session=self.ana.session,
+            traveler="TRV-9001",
+            item_id=self.item_id,
+            value=f"note {n}",
         )
 
     def server_notes(self) -> list[str]:
@@ -160,7 +169,8 @@ async def test_station_killed_mid_recording_loses_and_duplicates_nothing(
         runs += 1
         worker = subprocess.Popen(
             [sys.executable, "-m", "tests.outbox_worker", str(tmp_path), "TRV-9001",
-             str(notes.item_id), str(notes.ana.id), str(target - len(confirmed))],
+             str(notes.item_id), str(notes.ana.person.id), str(target - len(confirmed)),
+             notes.ana.session],
             cwd=ROOT, stdout=subprocess.PIPE, text=True,
         )  # fmt: skip
         assert worker.stdout is not None
@@ -288,7 +298,7 @@ async def test_outage_and_lost_responses_lose_nothing_and_apply_nothing_twice(
         sender = Sender(outbox, client, backoff=FAST, batch_size=50)
         delivery = asyncio.create_task(sender.run())
         for n in range(1000):
-            entry = await asyncio.to_thread(outbox.record, notes.note(n), notes.ana)
+            entry = await asyncio.to_thread(outbox.record, notes.note(n), notes.ana.person)
             confirmed[entry.seq] = entry.key
             sender.nudge()
             if n == 250:
@@ -320,12 +330,19 @@ async def test_actions_refused_after_a_hold_are_kept_with_the_reason_and_nothing
     outbox = open_outbox(tmp_path)
     before = notes.server_notes()
     for n in range(5):  # recorded while the station is offline
-        outbox.record(notes.note(n), notes.ana)
-    sam = notes.service.login(notes.station, "30001")
+        outbox.record(notes.note(n), notes.ana.person)
+    # Sam, at the quality office's station, holds the traveler meanwhile.
+    office = notes.service.authenticate(notes.service.local_station_token("QA-01", "ASSEMBLY"))
+    sam = notes.service.login(office, "30001")
     status, _ = notes.service.perform(
-        notes.station,
+        office,
         "hold-9001",
-        PlaceHold(actor_id=sam.id, traveler="TRV-9001", reason="Suspect gauge R&R"),
+        PlaceHold(
+            actor_id=sam.person.id,
+            session=sam.session,
+            traveler="TRV-9001",
+            reason="Suspect gauge R&R",
+        ),
     )
     assert status == 200
     async with ExecutionClient(live_server.url, notes.token) as client:
@@ -341,8 +358,9 @@ async def test_actions_refused_after_a_hold_are_kept_with_the_reason_and_nothing
     # A supervisor dismisses one and re-does the rest once the hold is lifted: nothing is lost.
     outbox.dismiss(refused[0].seq, "Sam Patel")
     status, body = notes.service.perform(
-        notes.station, "release-9001",
-        ReleaseHold(actor_id=sam.id, traveler="TRV-9001", credentials=Credentials(badge="30001", pin="3333")),
+        office, "release-9001",
+        ReleaseHold(actor_id=sam.person.id, session=sam.session, traveler="TRV-9001",
+                    credentials=Credentials(badge="30001", pin="3333")),
     )  # fmt: skip
     assert status == 200, body
     for entry in refused[1:]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -9,12 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from kiosk.client.station_db import open_outbox
-from kiosk.wire import Person, Role, StartStep
+from kiosk.client import ExecutionClient
+from kiosk.client.link import StationLink
+from kiosk.config import StationSettings
+from kiosk.station import backend
+from kiosk.wire import StartStep
 
 pytestmark = pytest.mark.slow
-
-ANA = Person(id=1, name="Ana Ortiz", roles=(Role.OPERATOR,))
 
 
 def kiosk(*args: str, data_dir: Path) -> subprocess.CompletedProcess[str]:
@@ -28,14 +30,29 @@ def kiosk(*args: str, data_dir: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
+async def _ana_records_two_starts_offline(data_dir: Path) -> None:
+    """Ana badges in at the station, which then loses its server: two starts wait, proven by
+    her session and her badge-made key. One is for TRV-1003, which is on hold."""
+    with backend(StationSettings(data_dir=data_dir)) as found:
+        link = StationLink(ExecutionClient(found.url, found.token), data_dir)
+        await link.station()
+        ana = await link.login("10001")
+        link.sender.set_online(False)
+        trav = await link.traveler("TRV-1001")
+        start = StartStep(actor_id=ana.person.id, traveler=trav.number, step_id=trav.steps[0].id)
+        await link.record(start, ana, trav)
+        held = await link.traveler("TRV-1003")  # the station would refuse it: the server must
+        start = StartStep(actor_id=ana.person.id, traveler=held.number, step_id=held.steps[0].id)
+        link.outbox.record(start.model_copy(update={"session": ana.token}), ana.person)
+        await link.close()
+
+
 def test_outbox_lists_what_waits_and_sync_delivers_it(tmp_path: Path) -> None:
     first = kiosk("outbox", "sync", data_dir=tmp_path)  # starts (and seeds) the embedded plant
     assert first.returncode == 0, first.stderr
     assert "applied: 0   refused: 0   waiting: 0" in first.stdout
 
-    outbox = open_outbox(tmp_path)
-    outbox.record(StartStep(actor_id=ANA.id, traveler="TRV-1001", step_id=1), ANA)
-    outbox.record(StartStep(actor_id=ANA.id, traveler="TRV-1003", step_id=11), ANA)  # on hold
+    asyncio.run(_ana_records_two_starts_offline(tmp_path))
     listed = kiosk("outbox", data_dir=tmp_path)
     assert listed.returncode == 0, listed.stderr
     assert "waiting: 2   refused: 0" in listed.stdout

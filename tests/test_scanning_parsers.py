@@ -347,3 +347,28 @@ def test_custom_rules_with_value_group() -> None:
 def test_classify_never_raises_on_junk(raw: str) -> None:
     assert classify(raw).kind == "unknown"
     assert classify(raw).reason
+
+
+@pytest.mark.parametrize(
+    ("raw", "value"),
+    [
+        ("%E?;123456=991270?", "123456"),  # track 1 unreadable, track 2 good
+        ("%E?;0045678?", "0045678"),
+        ("%E?;123456=991270?;E?", "123456"),  # and track 3 unreadable too
+        ("%B123456^DOE/JANE^?;123456=991270?", "123456"),
+    ],
+)
+def test_magstripe_with_a_bad_track_1_but_a_good_track_2_signs_in(raw: str, value: str) -> None:
+    found = classify(raw)
+    assert (found.kind, found.value) == ("badge", value)
+
+
+@pytest.mark.parametrize("raw", ["%E?;E?", "%E?"])
+def test_magstripe_with_no_good_track_is_refused_as_unreadable(raw: str) -> None:
+    found = classify(raw)
+    assert found.kind == "unknown" and "could not be read" in found.reason
+
+
+def test_site_magstripe_pattern_matching_track_1_only_still_reads_track_2() -> None:
+    rules = ScanRules.from_strings(badge=[r"^%[^?]*\?"])
+    assert classify("%E?;123456=991270?", rules).value == "123456"

@@ -13,6 +13,7 @@ from kiosk.server import schema as t
 from kiosk.server.service import ExecutionService
 from kiosk.wire import (
     Action,
+    ApproveDisposition,
     Disposition,
     DispositionNcr,
     ItemKind,
@@ -87,8 +88,8 @@ async def test_a_step_is_worked_only_at_a_station_of_its_work_center(
     async with ExecutionClient(live_server.url, live_server.token("PAINT-01", "PAINT")) as paint:
         floor = Floor(paint, person_ids(service))
         before = snapshot(service, "TRV-1001")
-        with pytest.raises(RuleRefused) as refused:
-            await floor.start_step("ana", "TRV-1001", "10.1")
+        with pytest.raises(RuleRefused) as refused:  # Ivy may work anywhere: the step may not
+            await floor.start_step("ivy", "TRV-1001", "10.1")
         assert refused.value.rule == "wrong_work_center"
         assert refused.value.detail == (
             "Step 10.1 is worked at ASSEMBLY, not at this station (PAINT)."
@@ -106,7 +107,7 @@ async def test_a_person_badges_in_only_where_qualified(
     assert refused.value.detail == "Olu Field is not qualified for work center ASSEMBLY."
     assert snapshot(service, "TRV-1001").audit == audit
     async with ExecutionClient(live_server.url, live_server.token("PAINT-01", "PAINT")) as paint:
-        assert (await paint.login("10003")).name == "Olu Field"
+        assert (await paint.login("10003")).person.name == "Olu Field"
 
 
 # --- holds -------------------------------------------------------------------------------------------
@@ -192,7 +193,7 @@ async def test_releasing_a_hold_is_a_signature_by_supervisor_or_quality(
         await floor.do(
             ReleaseHold(actor_id=ana, traveler="TRV-1003", credentials=creds("sam", pin="0000"))
         )
-    assert refused.value.rule == "pin_wrong"
+    assert refused.value.rule == "credentials_not_accepted"
     still = snapshot(service, "TRV-1003")
     assert still.traveler == before.traveler
     assert (still.holds, still.signatures) == (before.holds, before.signatures)
@@ -223,18 +224,25 @@ async def test_releasing_a_hold_is_a_signature_by_supervisor_or_quality(
 async def test_a_release_without_badge_and_pin_is_not_accepted(
     floor: Floor, service: ExecutionService, live_server: LiveServer
 ) -> None:
-    body = {
-        "action": {"kind": "release_hold", "actor_id": floor.ids["sam"], "traveler": "TRV-1003"}
-    }
     async with raw_http(live_server.url, live_server.token("RAW-01")) as http:
+        login = await http.post(
+            "/api/v1/login", json={"badge": "30001"}, headers={"Idempotency-Key": "sam-badges-in"}
+        )
+        action = {
+            "kind": "release_hold",
+            "actor_id": floor.ids["sam"],
+            "traveler": "TRV-1003",
+            "session": login.json()["session"],
+        }
         before = snapshot(service, "TRV-1003")
         response = await http.post(
-            "/api/v1/actions", json=body, headers={"Idempotency-Key": "no-credentials-1"}
+            "/api/v1/actions", json={"action": action}, headers={"Idempotency-Key": "no-pin-1"}
         )
-    assert response.status_code == 422
+    # Sam is proven as the actor (his session), but a release is a signature: badge and PIN.
+    assert response.status_code == 403
     problem = response.json()
-    assert problem["rule"] == "request_invalid"
-    assert "credentials" in problem["detail"]
+    assert problem["rule"] == "signature_unproven"
+    assert problem["detail"] == "A signature needs the signer's badge and PIN."
     assert snapshot(service, "TRV-1003") == before
 
 
@@ -257,7 +265,7 @@ async def test_out_of_tolerance_blocks_sign_off_until_an_ncr_and_its_hold_are_cl
     bore = item_of(step_of(result.traveler, "10.2"), "Bushing bore diameter")
     # A value outside its limits is a valid record of a failure, not a refusal.
     assert bore.latest is not None
-    assert (bore.latest.value, bore.latest.passed) == ("12.75", False)
+    assert (bore.latest.value, bore.latest.passed) == ("12.750", False)  # as read
     assert "OUT OF TOLERANCE" in result.message and "12.69–12.71 mm" in result.message
 
     before = snapshot(service, "TRV-1001")
@@ -328,7 +336,14 @@ async def test_out_of_tolerance_blocks_sign_off_until_an_ncr_and_its_hold_are_cl
             traveler="TRV-1001",
             ncr=ncr.number,
             disposition=Disposition.USE_AS_IS,
+            rationale="Within the bushing's press-fit allowance per SRM 51-10",
             credentials=creds("sam"),
+        )
+    )
+    assert done.traveler.ncrs[0].status == "awaiting_approval"
+    done = await floor.do(
+        ApproveDisposition(
+            actor_id=floor.ids["raj"], traveler="TRV-1001", ncr=ncr.number, credentials=creds("raj")
         )
     )
     assert done.traveler.ncrs[0].status == "dispositioned"
@@ -377,7 +392,13 @@ async def test_a_passing_re_measure_does_not_clear_an_out_of_tolerance_value(
             traveler="TRV-1001",
             ncr=number,
             disposition=Disposition.USE_AS_IS,
+            rationale="Re-measure in tolerance; first reading taken warm",
             credentials=creds("sam"),
+        )
+    )
+    await floor.do(
+        ApproveDisposition(
+            actor_id=floor.ids["raj"], traveler="TRV-1001", ncr=number, credentials=creds("raj")
         )
     )
     await floor.do(
@@ -409,6 +430,7 @@ async def test_rework_disposition_adds_a_rework_step_right_after(
             traveler="TRV-1001",
             ncr=number,
             disposition=Disposition.REWORK,
+            instructions="Remove the bushings, ream to 12.70 mm and press new bushings.",
             credentials=creds("sam"),
         )
     )
@@ -605,7 +627,7 @@ def test_the_queue_matches_each_travelers_own_current_step(service: ExecutionSer
     with service.store.begin() as conn:
         queue = views.queue(conn, "ASSEMBLY")
         expected = []
-        for number in ("TRV-1001", "TRV-1002", "TRV-1003", "TRV-2000"):
+        for number in ("TRV-1001", "TRV-1002", "TRV-1003", "TRV-2000", "TRV-4001"):
             trav = views.load_traveler(conn, number)
             step = rules.current_step(trav)
             assert step is not None

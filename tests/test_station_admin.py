@@ -13,6 +13,7 @@ from kiosk.screens.refused import RefusedScreen
 from kiosk.screens.scanner_test import ScannerTestScreen
 from kiosk.wire import PlaceHold, RecordValue
 from tests.conftest import LiveServer
+from tests.helpers import step_of
 from tests.station import burst, running, settle
 from tests.station_helpers import message, sign_with
 
@@ -84,23 +85,32 @@ async def test_a_supervisor_dismisses_or_redoes_a_refused_action(
         await burst(pilot, "TRV-1002")
         await pilot.press("f2")
         await settle(pilot)
-        # Two values go into the outbox while the server holds the traveler meanwhile.
-        station = svc.authenticate(token)
-        sam = svc.login(station, "30001")
-        trav = app.screen.traveler  # type: ignore[attr-defined]
-        wrench = trav.steps[2].items[0]
+        # Two values go into the outbox while Sam holds the traveler meanwhile, elsewhere.
+        office = svc.authenticate(svc.local_station_token("OFFICE-01", "ASSEMBLY"))
+        sam = svc.login(office, "30001")
+        # The wrench of step 20.1, the step the screen shows (it holds that operation's steps).
+        wrench = step_of(app.screen.traveler, "20.1").items[0]  # type: ignore[attr-defined]
         svc.perform(
-            station,
+            office,
             "hold-meanwhile",
-            PlaceHold(actor_id=sam.id, traveler="TRV-1002", reason="Gauge recall"),
+            PlaceHold(
+                actor_id=sam.person.id,
+                session=sam.session,
+                traveler="TRV-1002",
+                reason="Gauge recall",
+            ),
         )
-        ana = app.person
+        ana = app.session
         assert ana is not None
         for value in ("TL-0001", "TL-0003"):
             action = RecordValue(
-                actor_id=ana.id, traveler="TRV-1002", item_id=wrench.id, value=value
+                actor_id=ana.person.id,
+                traveler="TRV-1002",
+                item_id=wrench.id,
+                value=value,
+                session=ana.token,
             )
-            app.link.outbox.record(action, ana)
+            app.link.outbox.record(action, ana.person)
         app.link.sender.nudge()
         for _ in range(20):
             await settle(pilot)

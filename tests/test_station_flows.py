@@ -99,6 +99,7 @@ async def test_badge_in_opens_the_work_queue(live_server: LiveServer, tmp_path: 
             "TRV-1002",
             "TRV-1003",
             "TRV-2000",
+            "TRV-4001",
         ]
 
 
@@ -142,7 +143,8 @@ async def test_traveler_opens_from_the_queue_with_arrows_and_enter(
         app = pilot.app
         await burst(pilot, "10001")
         table = app.screen.query_one(DataTable)
-        assert app.focused is table
+        # Typed keys go to the number field; the arrows move the table's cursor from there.
+        assert focused_input(app).id == "traveler-number"
         await pilot.press("down", "down")
         assert table.cursor_row == 2
         await pilot.press("up", "up")
@@ -184,9 +186,9 @@ async def test_measurement_verdict_shows_as_typed_then_records(
         await settle(pilot)
         on_server = item_of(step_of(live_server.service.traveler("TRV-1001"), "10.2"), bore)
         assert on_server.latest is not None
-        assert (on_server.latest.value, on_server.latest.passed) == ("12.7", True)
+        assert (on_server.latest.value, on_server.latest.passed) == ("12.700", True)  # as read
         assert "recorded, in tolerance (12.69–12.71 mm)" in message(app)
-        assert "✔ 12.7 mm · Ana Ortiz" in text_of(entry(screen, bore).query_one(".recorded"))
+        assert "✔ 12.700 mm · Ana Ortiz" in text_of(entry(screen, bore).query_one(".recorded"))
 
 
 async def test_expired_tool_is_refused_with_its_due_date(
@@ -301,7 +303,7 @@ async def test_sign_off_shows_the_signature_manifestation(
         assert shown in screen_text(app)
 
 
-async def test_wrong_pin_says_tries_left_and_signs_nothing(
+async def test_a_wrong_pin_is_refused_naming_nobody_and_signs_nothing(
     live_server: LiveServer, tmp_path: Path
 ) -> None:
     async with running(live_server.url, live_server.token(), tmp_path) as pilot:
@@ -314,7 +316,8 @@ async def test_wrong_pin_says_tries_left_and_signs_nothing(
         await sign_with(pilot, "10001", "1112")
         # Said inside the prompt, which stays open: the badge is kept, the PIN asked again.
         assert app.screen is prompt
-        assert "Wrong PIN. 4 tries left before lock-out." in message(app)
+        assert "Badge or PIN not accepted." in message(app)
+        assert "Ana" not in message(app)
         assert focused_input(app).id == "pin" and focused_input(app).value == ""
         step = step_of(live_server.service.traveler("TRV-1001"), "10.1")
         assert step.signatures == () and step.status is StepStatus.IN_WORK
@@ -460,7 +463,7 @@ async def test_out_of_tolerance_torque_offers_an_ncr_that_holds_the_traveler(
         assert prompt.query_one("#description", Input).value == (
             "Fastener torque 15 Nm outside 11.5–13.5 Nm"
         )
-        assert prompt.query_one("#defect", Input).value == "DIM"
+        assert prompt.query_one("#defect", Input).value == "TRQ"  # a torque failure's code
         await pilot.press("enter", "enter", "enter")  # description, defect code, quantity
         await settle(pilot)
 
@@ -469,7 +472,7 @@ async def test_out_of_tolerance_torque_offers_an_ncr_that_holds_the_traveler(
         assert trav.status is TravelerStatus.ON_HOLD
         assert trav.hold is not None and trav.hold.ncr_number is not None
         (ncr,) = trav.ncrs
-        assert (ncr.number, ncr.defect_code, ncr.quantity) == (trav.hold.ncr_number, "DIM", 1)
+        assert (ncr.number, ncr.defect_code, ncr.quantity) == (trav.hold.ncr_number, "TRQ", 1)
         assert f"{ncr.number} raised; TRV-1002 is on hold" in message(app)
         assert f"ON HOLD [{ncr.number}]" in text_of(screen.query_one(HoldBanner))
 
@@ -512,13 +515,25 @@ async def test_supervisor_dispositions_the_ncr_and_releases_the_hold(
         assert f"Disposition {ncr.number}" in screen_text(app)
         await pilot.press("down", "up", "enter")  # the first choice: use as is
         await settle(pilot)
+        await enter_value(pilot, "Bolt grip length allows 15 Nm per SRM 51-20")  # rationale
+        await pilot.press("enter")  # no instructions for a use-as-is
+        await settle(pilot)
         prompt = app.screen
         assert isinstance(prompt, SignOffScreen) and prompt.meaning == Meaning.APPROVED.value
-        assert "Disposition: use_as_is" in screen_text(app)
+        assert "Disposition: use as is" in screen_text(app)
         await sign_with(pilot, "30001", "3333")
         (after,) = service.traveler("TRV-1002").ncrs
-        assert after.status == "dispositioned" and after.disposition == "use_as_is"
-        assert f"{ncr.number} dispositioned use as is." in message(app)
+        assert after.status == "awaiting_approval" and after.disposition == "use_as_is"
+        assert f"{ncr.number} dispositioned use as is; it needs a second approval" in message(app)
+
+        await pilot.press("f8")  # the second approval, by the plant's second approver (Raj)
+        await settle(pilot)
+        assert "Second approval" in screen_text(app)
+        await sign_with(pilot, "31001", "3131")
+        (after,) = service.traveler("TRV-1002").ncrs
+        assert after.status == "dispositioned"
+        assert after.approval_signature is not None
+        assert after.approval_signature.printed_name == "Raj Mehta"
         assert service.traveler("TRV-1002").status is TravelerStatus.ON_HOLD  # not yet released
 
         await pilot.press("f7")

@@ -23,6 +23,7 @@ from textual.pilot import Pilot
 from kiosk import themes
 from kiosk.app import KioskApp
 from kiosk.screens.badge import BadgeScreen
+from kiosk.screens.document import DocumentScreen
 from kiosk.screens.ncr import NcrScreen
 from kiosk.screens.queue import QueueScreen
 from kiosk.screens.refused import RefusedScreen
@@ -127,6 +128,13 @@ async def scanner_test(pilot: Pilot[int]) -> None:
     await settle(pilot)
 
 
+async def drawing(pilot: Pilot[int]) -> None:
+    """TRV-1001 step 10.1 in work, Ctrl+O: drawing DWG-8810-011 rev C drawn in the terminal."""
+    await work_on(pilot, "TRV-1001")
+    await pilot.press("ctrl+o")
+    await settle(pilot)
+
+
 SCREENS = [
     pytest.param(nothing, BadgeScreen, id="badge"),
     pytest.param(signed_in, QueueScreen, id="queue"),
@@ -152,3 +160,36 @@ async def test_screen(
 ) -> None:
     """Each station screen, driven there against the real server, in every theme."""
     await shoot(live_server, tmp_path, size, snapshot, drive, screen)
+
+
+async def long_traveler(pilot: Pilot[int]) -> None:
+    """TRV-2000 (200 steps) as scanned: its current operation listed, titles whole beside it."""
+    await burst(pilot, "10001")
+    await burst(pilot, "TRV-2000")
+
+
+async def jumped_to_step(pilot: Pilot[int]) -> None:
+    """TRV-2000, Ctrl+G and step 200.10 typed: operation 200 listed, the header follows."""
+    await long_traveler(pilot)
+    await pilot.press("ctrl+g")
+    await settle(pilot)
+    await type_in(pilot, "200.10")
+    await pilot.press("enter")
+    await settle(pilot)
+
+
+@pytest.mark.parametrize(
+    "drive",
+    [pytest.param(long_traveler, id="long_traveler"), pytest.param(jumped_to_step, id="jump")],
+)
+async def test_long_traveler(
+    live_server: LiveServer, tmp_path: Path, snapshot: SnapshotAssertion, drive: Drive
+) -> None:
+    """A 200-step traveler at the station's 80x24, as opened and after a jump to a step."""
+    await shoot(live_server, tmp_path, (80, 24), snapshot, drive, TravelerScreen)
+
+
+async def test_drawing(live_server: LiveServer, tmp_path: Path, snapshot: SnapshotAssertion) -> None:
+    """A step's drawing drawn in the terminal at the station's 80x24 (only there: every cell of
+    a picture is its own element in the SVG, so each size would be a megabyte)."""
+    await shoot(live_server, tmp_path, (80, 24), snapshot, drawing, DocumentScreen)

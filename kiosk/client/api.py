@@ -2,36 +2,49 @@
 
 from __future__ import annotations
 
+import ssl
 import uuid
 from typing import Any, TypeVar
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 import httpx
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
-from kiosk.client import errors
+from kiosk.client import errors, tls
 from kiosk.wire import (
     Action,
+    ActionApplied,
     ActionBatch,
     ActionEnvelope,
     ActionResult,
     AdminSession,
+    AndonAnswer,
+    AndonAnswerEnvelope,
     AsBuilt,
     BadgeLogin,
     BatchResult,
+    Board,
     CredentialCache,
     Credentials,
+    Document,
+    DocumentLink,
     Enrollment,
     EnrollRequest,
     Heartbeat,
     HeartbeatAnswer,
     Person,
     PlantOverview,
+    RequestUpload,
+    SignedIn,
+    SignOut,
     StationConfig,
     StationInfo,
+    Tool,
     Traveler,
     TravelerSummary,
     UnlockUser,
+    UploadLink,
+    UploadStatus,
     Verified,
 )
 
@@ -44,11 +57,14 @@ _INT = TypeAdapter(int)
 _STR = TypeAdapter(str)
 
 _BY_STATUS: dict[int, type[errors.BackendError]] = {
+    400: errors.Invalid,  # malformed (the server's guard): this request, never the server
+    413: errors.Invalid,
     401: errors.StationNotEnrolled,
     403: errors.Refused,
     404: errors.NotFound,
     409: errors.RuleRefused,
     422: errors.Invalid,
+    429: errors.RateLimited,
 }
 
 
@@ -66,14 +82,23 @@ class ExecutionClient:
         *,
         timeout: httpx.Timeout | float = DEFAULT_TIMEOUT,
         transport: httpx.AsyncBaseTransport | None = None,
+        verify: ssl.SSLContext | None = None,
     ) -> None:
+        """`verify`: whom to trust for https (tls.client_context); default: the station's CA
+        as decided at start-up (tls.use_for_station). A given `transport` brings its own."""
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self.base_url = base_url.rstrip("/")
+        if transport is None:
+            # In httpx the transport owns TLS: a client-level verify= is ignored once a
+            # transport is passed, so the context goes here.
+            transport = httpx.AsyncHTTPTransport(
+                retries=2, verify=verify if verify is not None else tls.default_context()
+            )
         self._http = httpx.AsyncClient(
             base_url=self.base_url,
             headers=headers,
             timeout=timeout,
-            transport=transport or httpx.AsyncHTTPTransport(retries=2),
+            transport=transport,
             limits=httpx.Limits(max_connections=4, max_keepalive_connections=2),
         )
 
@@ -104,8 +129,13 @@ class ExecutionClient:
     async def station(self) -> StationInfo:
         return await self._call("GET", "/api/v1/station", StationInfo)
 
-    async def login(self, badge: str) -> Person:
-        return await self._call("POST", "/api/v1/login", Person, BadgeLogin(badge=badge))
+    async def login(self, badge: str) -> SignedIn:
+        """Badge-in: who it is, and the person session that proves them on actions here."""
+        return await self._call("POST", "/api/v1/login", SignedIn, BadgeLogin(badge=badge))
+
+    async def logout(self, session: str, reason: str = "sign_out") -> int:
+        body = SignOut.model_validate({"session": session, "reason": reason})
+        return await self._call("POST", "/api/v1/logout", _INT, body)
 
     async def verify(self, credentials: Credentials) -> Verified:
         """Badge + PIN checked by the server; wrong PINs count toward lock-out.
@@ -121,11 +151,29 @@ class ExecutionClient:
         """Deliver outbox entries; each carries its own idempotency key inside the batch."""
         return await self._call("POST", "/api/v1/actions/batch", BatchResult, batch)
 
-    async def queue(self) -> list[TravelerSummary]:
-        return await self._call("GET", "/api/v1/queue", _QUEUE)
+    async def queue(
+        self, *, after: str | None = None, search: str | None = None, limit: int | None = None
+    ) -> list[TravelerSummary]:
+        """A page of this station's queue (the server's default page unless `limit`)."""
+        query = _query(after=after, search=search, limit=limit)
+        return await self._call("GET", f"/api/v1/queue{query}", _QUEUE)
 
-    async def traveler(self, number: str) -> Traveler:
-        return await self._call("GET", f"/api/v1/travelers/{_path(number)}", Traveler)
+    async def traveler(
+        self,
+        number: str,
+        *,
+        operation: str | None = None,
+        first: str | None = None,
+        last: str | None = None,
+    ) -> Traveler:
+        """The traveler, or only one operation's steps, or steps `first` to `last`."""
+        query = _query(operation=operation, first=first, last=last)
+        return await self._call("GET", f"/api/v1/travelers/{_path(number)}{query}", Traveler)
+
+    async def tool(self, code: str) -> Tool:
+        """A tool of the crib register with its calibration due date (NotFound, rule
+        `tool_unknown`, when the register has none)."""
+        return await self._call("GET", f"/api/v1/tools/{_path(code)}", Tool)
 
     async def as_built(self, number: str) -> AsBuilt:
         return await self._call("GET", f"/api/v1/travelers/{_path(number)}/as-built", AsBuilt)
@@ -142,6 +190,25 @@ class ExecutionClient:
         body = UnlockUser(user_id=user_id, credentials=credentials)
         return await self._call("POST", "/api/v1/users/unlock", Person, body, key=key)
 
+    # --- photos and files as evidence ------------------------------------------------------------
+
+    async def request_upload(self, body: RequestUpload) -> UploadLink:
+        """A one-use upload link for a photo or file item, on the person's session."""
+        return await self._call("POST", "/api/v1/uploads", UploadLink, body)
+
+    async def upload_status(self, link_id: int) -> UploadStatus:
+        return await self._call("GET", f"/api/v1/uploads/{link_id}", UploadStatus)
+
+    async def evidence(self, sha256: str) -> bytes:
+        """A kept photo or file's bytes, for its thumbnail."""
+        try:
+            response = await self._http.get(f"/api/v1/evidence/{sha256}")
+        except httpx.HTTPError:
+            raise errors.BackendUnreachable(f"Cannot reach the server at {self.base_url}.") from None
+        if response.status_code >= 400:
+            raise _error(response)
+        return response.content
+
     # --- the fleet --------------------------------------------------------------------------------
 
     async def heartbeat(self, beat: Heartbeat) -> HeartbeatAnswer:
@@ -153,6 +220,31 @@ class ExecutionClient:
     async def overview(self, session: str) -> PlantOverview:
         return await self._call(
             "GET", "/api/v1/admin/overview", PlantOverview, headers={"X-Admin-Session": session}
+        )
+
+    async def board_session(self, credentials: Credentials) -> AdminSession:
+        """Open the live board with a supervisor's, quality's or an admin's badge + PIN."""
+        return await self._call("POST", "/api/v1/board/session", AdminSession, credentials)
+
+    async def board(self, session: str, after: str | None = None, wait: float = 0) -> Board:
+        """The board; given the `after` version shown, answered once it changes or after
+        `wait` seconds (a long poll: this request waits that much longer than others)."""
+        return await self._call(
+            "GET",
+            f"/api/v1/board{_query(after=after, wait=wait or None)}",
+            Board,
+            headers={"X-Board-Session": session},
+            timeout=wait + 10,
+        )
+
+    async def answer_andon(self, session: str, action: AndonAnswer) -> ActionApplied:
+        """Acknowledge or resolve a help or stop request from the board."""
+        return await self._call(
+            "POST",
+            "/api/v1/board/andon",
+            ActionApplied,
+            AndonAnswerEnvelope(action=action),
+            headers={"X-Board-Session": session},
         )
 
     async def set_station_config(self, session: str, name: str, config: StationConfig) -> int:
@@ -173,6 +265,27 @@ class ExecutionClient:
             headers={"X-Admin-Session": session},
         )
 
+    # --- documents at revision ---------------------------------------------------------------------
+
+    async def document(self, number: str, revision: str) -> Document:
+        return await self._call("GET", _document_path(number, revision), Document)
+
+    async def document_file(self, number: str, revision: str) -> bytes:
+        """The document's bytes as the server keeps them (the caller checks their SHA-256)."""
+        try:
+            response = await self._http.get(_document_path(number, revision) + "/file")
+        except httpx.HTTPError:
+            raise errors.BackendUnreachable(
+                f"Cannot reach the server at {self.base_url} for the document."
+            ) from None
+        if response.status_code >= 400:
+            raise _error(response)
+        return response.content
+
+    async def document_link(self, number: str, revision: str) -> DocumentLink:
+        """A signed link to the file for a tablet beside the station (good for minutes)."""
+        return await self._call("GET", _document_path(number, revision) + "/link", DocumentLink)
+
     # --- plumbing ---------------------------------------------------------------------------------
 
     async def _call(
@@ -184,6 +297,7 @@ class ExecutionClient:
         *,
         key: str | None = None,
         headers: dict[str, str] | None = None,
+        timeout: float | None = None,
     ) -> T:
         headers = dict(headers or {})
         if method == "POST":
@@ -192,7 +306,13 @@ class ExecutionClient:
         if content is not None:
             headers["Content-Type"] = "application/json"
         try:
-            response = await self._http.request(method, path, content=content, headers=headers)
+            response = await self._http.request(
+                method,
+                path,
+                content=content,
+                headers=headers,
+                timeout=httpx.USE_CLIENT_DEFAULT if timeout is None else timeout,
+            )
         except httpx.TimeoutException:
             raise errors.BackendUnreachable(
                 "The server did not answer in time. Nothing was lost; try again."
@@ -207,8 +327,17 @@ class ExecutionClient:
         return _parse(response, expect)
 
 
+def _query(**params: str | int | float | None) -> str:
+    given = {k: str(v) for k, v in params.items() if v is not None}
+    return f"?{urlencode(given)}" if given else ""
+
+
 def _path(number: str) -> str:
     return httpx.URL(number.strip().upper()).raw_path.decode()
+
+
+def _document_path(number: str, revision: str) -> str:
+    return f"/api/v1/documents/{quote(number.strip().upper(), safe='')}/{quote(revision.strip().upper(), safe='')}"
 
 
 def _parse(response: httpx.Response, expect: type[T] | TypeAdapter[T]) -> T:

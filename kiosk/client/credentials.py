@@ -76,7 +76,8 @@ def write_token(keyring: KeyringBackend, server_url: str, token: str) -> None:
 
 
 def load_token(server_url: str, *, backend: str | None = None) -> str:
-    return read_token(open_backend(backend), server_url)
+    """The station's token: one key derivation of an encrypted file keyring, not two (see _unlock)."""
+    return read_token(open_backend(backend, check_password=False), server_url)
 
 
 def read_token(keyring: KeyringBackend, server_url: str) -> str:
@@ -87,18 +88,23 @@ def read_token(keyring: KeyringBackend, server_url: str) -> str:
         raise KeyringUnusable(
             f"{class_path(keyring)} could not be read ({exc}); {HOW_TO_FIX}"
         ) from None
+    except ValueError:  # AES-GCM refused the entry: the password is not this file's
+        raise _wrong_password(keyring) from None
     if not token:
         raise NotEnrolled(account(server_url))
     return token
 
 
-def open_backend(name: str | None = None) -> KeyringBackend:
-    """The configured backend, unlocked, or KeyringUnusable saying how to get a usable one."""
+def open_backend(name: str | None = None, *, check_password: bool = True) -> KeyringBackend:
+    """The configured backend, unlocked, or KeyringUnusable saying how to get a usable one.
+
+    check_password=False leaves a wrong password to be found by the first read (read_token),
+    which proves it as well and saves the reference check's own key derivation."""
     chosen = name or os.environ.get("PYTHON_KEYRING_BACKEND") or None
     keyring = _load(chosen) if chosen else _detected()
     keyring = _unchained(keyring)
     _refuse_unusable(keyring)
-    _unlock(keyring)
+    _unlock(keyring, check_password=check_password)
     return keyring
 
 
@@ -155,7 +161,7 @@ def _refuse_unusable(keyring: KeyringBackend) -> None:
         )
 
 
-def _unlock(keyring: KeyringBackend) -> None:
+def _unlock(keyring: KeyringBackend, *, check_password: bool = True) -> None:
     """Give an encrypted file keyring its password, which it would otherwise ask for on a tty."""
     if not hasattr(type(keyring), "keyring_key"):
         return
@@ -165,13 +171,23 @@ def _unlock(keyring: KeyringBackend) -> None:
             f"{class_path(keyring)} needs its password: set {PASSWORD_ENV}, or run under systemd "
             f"with LoadCredentialEncrypted={PASSWORD_CREDENTIAL}:<file>"
         )
+    if not check_password and hasattr(keyring, "_keyring_key"):
+        # The keyring_key setter decrypts a reference entry first: one Argon2id derivation
+        # (~1.7 s on a thin client) spent only to learn what decrypting the token tells anyway,
+        # since its AES-GCM tag fails under a wrong password. Reading, skip it: one KDF a start.
+        keyring._keyring_key = password
+        return
     try:
         keyring.keyring_key = password  # type: ignore[attr-defined]
     except (ValueError, AssertionError):
-        raise KeyringUnusable(
-            f"the keyring password does not open {describe(keyring)}: check {PASSWORD_ENV} "
-            f"or the {PASSWORD_CREDENTIAL} credential"
-        ) from None
+        raise _wrong_password(keyring) from None
+
+
+def _wrong_password(keyring: KeyringBackend) -> KeyringUnusable:
+    return KeyringUnusable(
+        f"the keyring password does not open {describe(keyring)}: check {PASSWORD_ENV} "
+        f"or the {PASSWORD_CREDENTIAL} credential"
+    )
 
 
 def _cryptfile_password() -> str | None:

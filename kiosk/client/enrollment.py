@@ -8,15 +8,18 @@ import asyncio
 import json
 import os
 import re
+import ssl
 import tempfile
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
-from kiosk.client import credentials
+from kiosk.client import credentials, tls
 from kiosk.client.api import ExecutionClient
-from kiosk.config import ConfigError, StationSettings
+from kiosk.client.errors import BackendUnreachable
+from kiosk.config import ConfigError, StationSettings, load_settings
 from kiosk.wire import Enrollment, StationInfo
 
 _KEY_LINE = re.compile(r"^\s*([A-Za-z0-9_-]+)\s*=")
@@ -33,10 +36,15 @@ def enroll(
     server_url: str, code: str, *, config_file: Path, keyring_backend: str | None = None
 ) -> Enrolled:
     url = credentials.account(server_url)
+    # The plant CA and allow_insecure_http come from the station config or KIOSK_* like every
+    # setting; a refused URL or a bad CA file fails here, before the code is sent anywhere.
+    settings = load_settings(config_file)
+    tls.check_server_url(url, allow_insecure_http=settings.allow_insecure_http)
+    context = tls.client_context(settings.ca_file)
     # Open the keyring before spending the one-time code: an unusable keyring must not cost the
     # admin a new code.
     keyring = credentials.open_backend(keyring_backend)
-    enrollment = asyncio.run(_exchange(url, code))
+    enrollment = asyncio.run(_exchange(url, code, context))
     try:
         credentials.write_token(keyring, url, enrollment.token)
     except credentials.KeyringUnusable as exc:
@@ -52,14 +60,36 @@ def enroll(
             "work_center": enrollment.station.work_center,
             # The station must read its token from exactly where it was stored.
             "keyring_backend": credentials.class_path(keyring),
+            # The CA that vouched for the server now (perhaps given as KIOSK_CA_FILE) is the one
+            # the station must trust later.
+            **_ca_setting(settings),
         },
     )
     return Enrolled(enrollment.station, credentials.describe(keyring), config_file)
 
 
-async def _exchange(server_url: str, code: str) -> Enrollment:
-    async with ExecutionClient(server_url, None) as client:
-        return await client.enroll(code)
+async def _exchange(server_url: str, code: str, context: ssl.SSLContext) -> Enrollment:
+    async with ExecutionClient(server_url, None, verify=context) as client:
+        try:
+            return await client.enroll(code)
+        except BackendUnreachable as exc:
+            # A certificate that does not verify fails the handshake, before the code is sent:
+            # say why, so the admin fixes ca_file and reuses the same code.
+            problem = tls.diagnose(exc, _host(server_url))
+            if problem is None:
+                raise
+            unspent = "; the code is not used up" if problem.in_handshake else ""
+            raise tls.ServerNotTrusted(
+                f"cannot enroll at {server_url}: {problem.sentence()}{unspent}"
+            ) from None
+
+
+def _host(url: str) -> str:
+    return urlsplit(url).hostname or url
+
+
+def _ca_setting(settings: StationSettings) -> dict[str, str]:
+    return {"ca_file": str(settings.ca_file.expanduser().resolve())} if settings.ca_file else {}
 
 
 def update_config(path: Path, values: Mapping[str, str]) -> None:

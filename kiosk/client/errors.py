@@ -25,6 +25,10 @@ class Refused(BackendError):
     """403: this person may not do this (role, lock-out, wrong PIN, unknown badge)."""
 
 
+class RateLimited(Refused):
+    """429: too many tries of something (unknown badges at this station); wait and try again."""
+
+
 class NotFound(BackendError):
     """404: no such traveler, step or item."""
 

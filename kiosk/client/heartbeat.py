@@ -1,4 +1,4 @@
-"""The station's 30-second report: version, config, look, terminal, outbox, uptime."""
+"""The station's 30-second report: version, lock, config, look, terminal, outbox, uptime."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import time
 
 from kiosk import __version__
 from kiosk.client.outbox import Outbox
+from kiosk.locks import lock_hash
 from kiosk.wire import Heartbeat, StationInfo
 
 INTERVAL_SECONDS = 30.0
@@ -35,4 +36,5 @@ def heartbeat(
         ),
         last_sync=outbox.last_sync(),
         uptime_seconds=max(0.0, time.monotonic() - started),
+        lock_hash=lock_hash(),  # hashed once per process: the file does not change under it
     )

@@ -38,6 +38,10 @@ CREATE TABLE IF NOT EXISTS reads (
     value TEXT NOT NULL,
     stored_at TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS pin_failures (  -- wrong offline PINs per person: survive restarts
+    user_id INTEGER PRIMARY KEY,
+    failures INTEGER NOT NULL
+);
 CREATE TABLE IF NOT EXISTS meta (
     key TEXT PRIMARY KEY,
     value TEXT NOT NULL

@@ -16,7 +16,7 @@ from typing import Literal
 from pydantic import TypeAdapter
 
 from kiosk.client.local_db import LocalDb
-from kiosk.wire import Action, Person, QueuedAction
+from kiosk.wire import Action, Person, QueuedAction, SignedAction
 
 State = Literal["pending", "applied", "refused", "dismissed", "redone"]
 _ACTION: TypeAdapter[Action] = TypeAdapter(Action)
@@ -49,8 +49,13 @@ class Entry:
         return QueuedAction(key=self.key, station_seq=self.seq, action=self.action)
 
     @property
+    def by(self) -> str:
+        """Whose act it is: the signer's for a signature (who tried to sign), else the actor's."""
+        return self.signer.name if self.signer is not None else self.actor
+
+    @property
     def summary(self) -> str:
-        return f"#{self.seq} {self.traveler} {self.kind.replace('_', ' ')} by {self.actor}"
+        return f"#{self.seq} {self.traveler} {self.kind.replace('_', ' ')} by {self.by}"
 
 
 def _entry(r: sqlite3.Row) -> Entry:
@@ -80,7 +85,7 @@ class Outbox:
         """Commit `action` (stamped with the station's time) and return it once it is on disk."""
         if action.station_time is None:
             action = action.model_copy(update={"station_time": now_utc()})
-        if getattr(action, "credentials", None) is not None:
+        if isinstance(action, SignedAction) and action.credentials is not None:
             raise ValueError("a PIN never goes into the outbox: queue a ticket or attestation")
         key = str(uuid.uuid4())
         with self.db.transaction() as conn:
@@ -119,6 +124,21 @@ class Outbox:
             sql, params = sql + " AND traveler = ?", [*params, traveler]
         return [_entry(r) for r in self.db.query(sql + " ORDER BY seq", tuple(params))]
 
+    def applied_since(self, traveler: str, since: datetime) -> set[int]:
+        """Entries on `traveler` the server applied at or after `since` (by this station's clock)."""
+        rows = self.db.query(
+            "SELECT seq FROM entries WHERE traveler = ? AND state = 'applied' AND answered_at >= ?",
+            (traveler, since.isoformat()),
+        )
+        return {r["seq"] for r in rows}
+
+    def pending_by_traveler(self) -> dict[str, int]:
+        rows = self.db.query(
+            "SELECT traveler, COUNT(*) AS n FROM entries WHERE state = 'pending' "
+            "GROUP BY traveler ORDER BY traveler"
+        )
+        return {r["traveler"]: r["n"] for r in rows}
+
     def counts(self) -> dict[str, int]:
         rows = self.db.query("SELECT state, COUNT(*) AS n FROM entries GROUP BY state")
         return {r["state"]: r["n"] for r in rows}
@@ -142,6 +162,23 @@ class Outbox:
                 (state, message, rule, now_utc().isoformat(), key),
             )
 
+    def mark_offline(self, since: datetime | None) -> int:
+        """The server could not be reached: what was recorded since it last answered was
+        recorded offline, whatever the station believed then (the as-built says so)."""
+        with self.db.transaction() as conn:
+            rows = conn.execute(
+                "SELECT seq, payload FROM entries WHERE state = 'pending' AND recorded_at >= ?",
+                ((since or datetime.min.replace(tzinfo=UTC)).isoformat(),),
+            ).fetchall()
+            changed = 0
+            for seq, payload in rows:
+                action = _ACTION.validate_json(payload)
+                if not action.offline:
+                    marked = action.model_copy(update={"offline": True}).model_dump_json()
+                    conn.execute("UPDATE entries SET payload = ? WHERE seq = ?", (marked, seq))
+                    changed += 1
+        return changed
+
     def note_failure(self, keys: list[str], error: str) -> None:
         """A transport failure: the entries stay pending and are tried again later."""
         with self.db.transaction() as conn:
@@ -155,13 +192,16 @@ class Outbox:
     def dismiss(self, seq: int, supervisor: str) -> None:
         self._resolve(seq, "dismissed", supervisor)
 
-    def redo(self, seq: int, supervisor: str, action: Action | None = None) -> Entry:
-        """Queue the refused action again under a new key (optionally corrected)."""
+    def redo(self, seq: int, supervisor: str) -> Entry:
+        """Queue the refused action again, as it was recorded, under a new key.
+
+        It keeps its time and its proofs: a refusal gave its proof back (a proof is used up only
+        by an action that is applied), so the same proven action can stand once it may.
+        """
         old = self.get(seq)
         if old.state != "refused":
             raise ValueError(f"entry #{seq} is {old.state}, not refused")
-        fresh = (action or old.action).model_copy(update={"station_time": now_utc()})
-        entry = self.record(fresh, old.person, old.signer)
+        entry = self.record(old.action, old.person, old.signer)
         self._resolve(seq, "redone", supervisor)
         return entry
 

@@ -3,6 +3,10 @@
 Exactly once = at least once + the server's idempotency store: an entry is retried until the
 server answers for it, and the server applies each key once. Refusals are answers, not failures:
 the entry is marked refused, kept, and the queue moves on.
+
+Whoever waits for one entry's answer (the screen that just recorded it) asks `answer(key)` for a
+future the sender resolves as it records the server's word, or with None when the batch could
+not be delivered: nobody reads the outbox back to find out.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import logging
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 
 from kiosk.client.api import ExecutionClient
 from kiosk.client.errors import (
@@ -22,7 +27,7 @@ from kiosk.client.errors import (
     Invalid,
     StationNotEnrolled,
 )
-from kiosk.client.outbox import Entry, Outbox
+from kiosk.client.outbox import Entry, Outbox, now_utc
 from kiosk.wire import ActionBatch, ActionOutcome, Problem
 
 BATCH_SIZE = 100
@@ -51,6 +56,31 @@ class Backoff:
         return rng() * min(self.cap, self.base * 2.0 ** min(attempt, 16))
 
 
+class Connection:
+    """Whether the server answered the last time this station asked: the one connection status.
+
+    Reads, delivery and the status bar all go by this value; `follow` is told each change.
+    """
+
+    def __init__(self) -> None:
+        self.online: bool | None = None
+        """Reachable (True), unreachable (False), not known yet (None)."""
+        self.last_contact: datetime | None = None
+        """When the server last answered: what was recorded after it, undelivered, is offline."""
+        self._followers: list[Callable[[bool], None]] = []
+
+    def follow(self, follower: Callable[[bool], None]) -> None:
+        self._followers.append(follower)
+
+    def went(self, online: bool) -> None:
+        if online:
+            self.last_contact = now_utc()
+        if online != self.online:
+            self.online = online
+            for follower in list(self._followers):
+                follower(online)
+
+
 class Sender:
     def __init__(
         self,
@@ -60,15 +90,46 @@ class Sender:
         backoff: Backoff = Backoff(),
         batch_size: int = BATCH_SIZE,
         on_change: Callable[[], None] | None = None,
+        connection: Connection | None = None,
     ) -> None:
         self.outbox = outbox
         self.client = client
         self.backoff = backoff
         self.batch_size = batch_size
         self.on_change = on_change or (lambda: None)
-        self.online: bool | None = None
+        """Told when entries changed state (the status bar's counts)."""
+        self.connection = connection or Connection()
         self._wake = asyncio.Event()
         self._failures = 0
+        self._answers: dict[str, asyncio.Future[ActionOutcome | None]] = {}
+
+    @property
+    def online(self) -> bool | None:
+        return self.connection.online
+
+    @property
+    def last_contact(self) -> datetime | None:
+        return self.connection.last_contact
+
+    def answer(self, key: str) -> asyncio.Future[ActionOutcome | None]:
+        """The server's answer for the entry with `key`, once this sender has recorded it;
+        None when its batch could not be delivered (it stays pending and is tried again).
+        Call `forget(key)` when no longer waiting."""
+        future = self._answers.get(key)
+        if future is None:
+            future = asyncio.get_running_loop().create_future()
+            self._answers[key] = future
+        return future
+
+    def forget(self, key: str) -> None:
+        future = self._answers.pop(key, None)
+        if future is not None and not future.done():
+            future.cancel()
+
+    def _resolve(self, key: str, outcome: ActionOutcome | None) -> None:
+        future = self._answers.pop(key, None)
+        if future is not None and not future.done():
+            future.set_result(outcome)
 
     def nudge(self) -> None:
         """Something was recorded: deliver now rather than at the next retry."""
@@ -107,11 +168,17 @@ class Sender:
                 await asyncio.to_thread(
                     self.outbox.note_failure, [e.key for e in batch], exc.detail
                 )
+                if isinstance(exc, BackendUnreachable):
+                    await asyncio.to_thread(self.outbox.mark_offline, self.last_contact)
                 self.set_online(not isinstance(exc, BackendUnreachable))
+                for entry in batch:
+                    self._resolve(entry.key, None)  # not delivered: nobody waits for a retry
                 report.failed = exc.detail
                 return report
             self.set_online(True)
             await asyncio.to_thread(self._record_outcomes, outcomes, report)
+            for outcome in outcomes:  # on disk first, then the waiting screen is told
+                self._resolve(outcome.key, outcome)
             self.on_change()
             if progress is not None:
                 progress(report.delivered)
@@ -141,9 +208,7 @@ class Sender:
                 report.refused += 1
 
     def set_online(self, online: bool) -> None:
-        if online != self.online:
-            self.online = online
-            self.on_change()
+        self.connection.went(online)
 
 
 def _refusal(key: str, exc: BackendError) -> ActionOutcome:

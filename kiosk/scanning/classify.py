@@ -24,6 +24,7 @@ from typing import Any, Literal
 
 from kiosk.scanning.badge import PAYMENT_CARD_REASON, is_payment_card, mask, parse_badge
 from kiosk.scanning.gs1 import GS1_SEPARATORS, GS1Label, parse_gs1, parse_gtin
+from kiosk.scanning.layout import LAYOUT_MISMATCH, foreign_layout
 from kiosk.scanning.symbology import ScanParseError, Symbology, split_symbology
 
 __all__ = ["DEFAULT_RULES", "ClassifiedScan", "ScanKind", "ScanRules", "classify"]
@@ -60,8 +61,10 @@ class ScanRules:
         # so that all-digit codes stay card numbers.
         r"^(?=[0-9]*[A-Fa-f])(?:[0-9A-Fa-f]{7,8}|[0-9A-Fa-f]{10}|[0-9A-Fa-f]{14}"
         r"|[0-9A-Fa-f]{16}|[0-9A-Fa-f]{20})$",
-        r"^%[^?]*\?",  # magstripe track 1 (maybe followed by track 2)
-        r"^;[^?]*\?",  # magstripe track 2
+        # Magstripe: track 1 and/or 2 (and 3), all of them, so that an unreadable track 1
+        # ("%E?") still leaves track 2 to read the number from.
+        r"^%[^?]*\?(?:[;+][^?]*\?)*",
+        r"^;[^?]*\?(?:[;+][^?]*\?)*",
     )
     traveler: Patterns = _compile(r"^TRV-\d+$")
     tool: Patterns = _compile(r"^TL-\d+$")
@@ -129,7 +132,7 @@ def classify(raw: str, rules: ScanRules = DEFAULT_RULES) -> ClassifiedScan:
         return _unknown(_CRASH_REASON)
 
 
-def _classify(raw: str, rules: ScanRules) -> ClassifiedScan:
+def _classify(raw: str, rules: ScanRules, *, diagnose: bool = True) -> ClassifiedScan:
     """The routing order described in the module docstring."""
     text = raw.rstrip(_TERMINATOR_CHARS).strip(" ")
     symbology, data = split_symbology(text)
@@ -142,7 +145,8 @@ def _classify(raw: str, rules: ScanRules) -> ClassifiedScan:
         return _classify_gs1_symbol(text, data, symbology, rules)
     badge_value = _first_match(rules.badge, data)
     if badge_value is not None:
-        return _classify_badge(badge_value, name)
+        # A magstripe is read whole (every track), whatever part the site's pattern matched.
+        return _classify_badge(data if data.startswith(("%", ";")) else badge_value, name)
     internal = _classify_internal(data, name, rules)
     if internal is not None:
         return internal
@@ -150,6 +154,8 @@ def _classify(raw: str, rules: ScanRules) -> ClassifiedScan:
         gs1 = _classify_gs1_content(data, rules)
         if gs1 is not None:
             return gs1
+    if not diagnose:
+        return _unknown("", name)
     return _unknown(_unrecognised_reason(data, rules), name)
 
 
@@ -249,9 +255,25 @@ def _unrecognised_reason(data: str, rules: ScanRules) -> str:
                 f"This {kind} code ({shown}) arrived with its letters in the wrong case: "
                 "Caps Lock is probably on. Turn it off and scan again."
             )
-    return (
+    return _layout_reason(data, shown, rules) or (
         f"Unrecognised code ({shown}): not a badge, traveler, tool, material lot, "
         "serial or GS1 label."
+    )
+
+
+def _layout_reason(data: str, shown: str, rules: ScanRules) -> str | None:
+    """A scanner set to US on a station set to AZERTY/QWERTZ garbles digits and punctuation."""
+
+    def known(meant: str) -> bool:
+        return _classify(meant, rules, diagnose=False).kind != "unknown"
+
+    layout = foreign_layout(data, known)
+    if layout is None:
+        return None
+    which = "" if layout == "another layout" else f" (the station seems set to {layout})"
+    return (
+        f"Unrecognised code ({shown}): it {LAYOUT_MISMATCH}{which}. Set the scanner and "
+        "the station to the same keyboard layout (check it on the scanner test screen)."
     )
 
 

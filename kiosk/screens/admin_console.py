@@ -10,13 +10,13 @@ from datetime import datetime
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.widgets import DataTable, Footer, Static, TabbedContent, TabPane
+from textual.widgets import DataTable, Static
 
 from kiosk.client import BackendError, ExecutionClient
-from kiosk.screens.base import MessageScreen
+from kiosk.screens.base import MessageScreen, tabbed_tables
 from kiosk.screens.prompt import PromptScreen
 from kiosk.screens.sign_off import SignOffScreen
-from kiosk.widgets.message_line import MessageLine
+from kiosk.themes.console import shown
 from kiosk.wire import Credentials, Person, PlantOverview, StationInfo, StationStatus
 
 REFRESH_SECONDS = 5.0
@@ -39,6 +39,25 @@ COLUMNS: dict[str, tuple[str, ...]] = {
     "refused": ("Station", "Refused action and the server's reason"),
     "people": ("Person", "Roles"),
     "codes": ("Station", "Expires", "Used"),
+    "security": ("When", "Station", "What", "Detail"),
+    "andon": ("Request", "Traveler", "Step", "Reason", "Raised by", "Since", "Answered"),
+}
+TABS = (
+    ("stations", "Stations"),
+    ("holds", "Holds"),
+    ("andon", "Help/stop"),
+    ("ncrs", "Open NCRs"),
+    ("refused", "Refused actions"),
+    ("people", "Locked people"),
+    ("security", "Security"),
+    ("codes", "Enrollment codes"),
+)
+
+
+SECURITY_KINDS = {
+    "person_locked": "! lock-out",
+    "unknown_badges": "! unknown badges",
+    "offline_signature": "offline signature",
 }
 
 
@@ -54,7 +73,7 @@ def station_state(station: StationStatus) -> str:
         return "✘ SILENT"
     if station.drift:
         return "! DRIFT: " + "; ".join(station.drift)
-    return "✔ ok"
+    return shown("✔ ok")
 
 
 class AdminConsoleScreen(MessageScreen):
@@ -93,22 +112,10 @@ class AdminConsoleScreen(MessageScreen):
         self.overview: PlantOverview | None = None
 
     def compose(self) -> ComposeResult:
-        yield Static(f"Admin console · {self.admin_name}", classes="heading", id="admin-heading")
-        with TabbedContent():
-            for key, title in (
-                ("stations", "Stations"),
-                ("holds", "Holds"),
-                ("ncrs", "Open NCRs"),
-                ("refused", "Refused actions"),
-                ("people", "Locked people"),
-                ("codes", "Enrollment codes"),
-            ):
-                with TabPane(title, id=f"tab-{key}"):
-                    table: DataTable[str] = DataTable(id=key, cursor_type="row")
-                    table.add_columns(*COLUMNS[key])
-                    yield table
-        yield MessageLine(id="message")
-        yield Footer()
+        heading = Static(
+            f"Admin console · {self.admin_name}", classes="heading", id="admin-heading"
+        )
+        yield from tabbed_tables([heading], TABS, COLUMNS)
 
     def on_mount(self) -> None:
         self.action_refresh()
@@ -132,6 +139,22 @@ class AdminConsoleScreen(MessageScreen):
                 (h.traveler, h.reason, h.placed_by, _when(h.placed_at), h.ncr_number or "-")
                 for h in overview.holds
             ],
+        )
+        # Help and stop requests: answered from the board (`kiosk board`), listed here too.
+        self._fill(
+            "andon",
+            [
+                (
+                    r.kind.upper(),
+                    r.traveler,
+                    r.step,
+                    r.reason,
+                    f"{r.raised_by} at {r.station}",
+                    _when(r.raised_at),
+                    f"seen by {r.acknowledged_by}" if r.acknowledged_by else "-",
+                )
+                for r in overview.andon
+            ],  # fmt: skip
         )
         self._fill(
             "ncrs",
@@ -162,6 +185,15 @@ class AdminConsoleScreen(MessageScreen):
             [(p.name, ", ".join(r.value for r in p.roles)) for p in overview.locked_people],
             keys=[str(p.id) for p in overview.locked_people],
         )
+        # Lock-outs, bursts of unknown badges, and every offline signature accepted on a station's
+        # cache: what an admin looks at when a badge or a station may be in the wrong hands.
+        self._fill(
+            "security",
+            [
+                (_when(e.at), e.station or "-", SECURITY_KINDS[e.kind], e.detail)
+                for e in overview.security
+            ],
+        )
         self._fill(
             "codes",
             [
@@ -170,10 +202,14 @@ class AdminConsoleScreen(MessageScreen):
             ],
         )
         problems = sum(1 for s in overview.stations if s.enrolled and (s.silent or s.drift))
+        # Installs that are not identical are named in words too (the station's row says which
+        # lock): an admin over SSH may see no colour at all.
+        other_lock = sum(1 for s in overview.stations if s.enrolled and s.other_lock)
+        locks = f" ({other_lock} on another lock)" if other_lock else ""
         # The summary lives in the heading, so the message line keeps the last action's result.
         self.query_one("#admin-heading", Static).update(
             f"Admin console · {self.admin_name} · {len(overview.stations)} stations, "
-            f"{problems} need attention · {len(overview.holds)} holds · "
+            f"{problems} need attention{locks} · {len(overview.holds)} holds · "
             f"{len(overview.open_ncrs)} open NCRs · server {overview.server_version}"
         )
 

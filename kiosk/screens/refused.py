@@ -58,7 +58,7 @@ class RefusedScreen(MessageScreen):
         table.clear()
         for e in self.entries:
             table.add_row(
-                str(e.seq), e.traveler, e.kind.replace("_", " "), e.actor,
+                str(e.seq), e.traveler, e.kind.replace("_", " "), e.by,
                 f"{e.recorded_at:%Y-%m-%d %H:%M}", e.message or "-", key=str(e.seq),
             )  # fmt: skip
         if not self.entries:

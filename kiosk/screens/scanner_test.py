@@ -13,11 +13,11 @@ from textual.binding import Binding
 from textual.widgets import Footer, RichLog, Static
 
 from kiosk.client import BackendError, ExecutionClient
-from kiosk.scanning import KeyInput, Release, Scan, WedgeDetector, classify, mask
+from kiosk.scanning import LAYOUT_MISMATCH, KeyInput, Release, Scan, WedgeDetector, classify, mask
 from kiosk.scanning.learn import LearnedScanner, LearnError, learn
 from kiosk.scanning.symbology import split_symbology
 from kiosk.screens.base import MessageScreen
-from kiosk.wedge import scanner_settings
+from kiosk.wedge import scanner_problem, scanner_settings, unreadable_message
 from kiosk.widgets.message_line import MessageLine
 from kiosk.wire import ScannerConfig, StationInfo
 
@@ -83,10 +83,17 @@ class ScannerTestScreen(MessageScreen):
 
     def _settings_text(self) -> str:
         s = self.scanner
-        return (
+        text = (
             f"detector: max gap {s.max_gap_ms:g} ms · mean gap {s.avg_max_ms:g} ms · min {s.min_len} chars · "
-            f"prefix {s.prefix!r} · suffix {s.suffix!r} · ends {', '.join(s.terminators)}"
+            f"prefix {s.prefix!r} (optional) · suffix {s.suffix!r} · ends {', '.join(s.terminators)}"
         )
+        problem = scanner_problem(s)
+        if problem is not None:
+            # The station runs on the defaults rather than on settings it cannot use.
+            text += (
+                f"\nTHE STATION'S SETTINGS ARE NOT USABLE ({problem}): the defaults are in force."
+            )
+        return text
 
     # --- keys -------------------------------------------------------------------------------------
 
@@ -152,7 +159,8 @@ class ScannerTestScreen(MessageScreen):
         private = found.kind == "badge" or "payment card" in found.reason or not decision.complete
         self._write_keys(len(decision.keys), private=private)
         if not decision.complete:
-            log.write(f"{'':>11}  → UNREADABLE SCAN ({len(decision.keys)} keys, stalled)")
+            why = unreadable_message(decision, self.detector.settings) or "rest of the read above"
+            log.write(f"{'':>11}  → UNREADABLE SCAN ({len(decision.keys)} keys): {why}")
             return
         symbology, _data = split_symbology(decision.text)
         value = mask(found.value) if found.kind == "badge" else found.value
@@ -163,6 +171,8 @@ class ScannerTestScreen(MessageScreen):
         )
         if found.kind == "unknown":
             log.write(f"{'':>11}    {found.reason}")
+            if LAYOUT_MISMATCH in found.reason:
+                self.say(f"This {LAYOUT_MISMATCH}: set both to the same layout.", "warning")
 
     # --- learning ---------------------------------------------------------------------------------
 
@@ -184,15 +194,11 @@ class ScannerTestScreen(MessageScreen):
         if self.learned is None:
             self.say("Nothing learned yet: F5, then scan three different codes.", "warning")
             return
-        learned = self.learned
-        scanner = ScannerConfig(
-            max_gap_ms=learned.max_gap_ms,
-            avg_max_ms=learned.avg_max_ms,
-            min_len=max(1, min(self.scanner.min_len, learned.shortest)),
-            prefix=learned.prefix,
-            suffix=learned.suffix,
-            terminators=(learned.terminator,) if learned.terminator else self.scanner.terminators,
-        )
+        try:
+            scanner = self._learned_config(self.learned)
+        except ValueError as exc:  # pydantic's ValidationError is a ValueError
+            self.say(f"The learned settings cannot be used: {exc}", "error")
+            return
         config = self.info.config.model_copy(update={"scanner": scanner})
         try:
             version = await self.client.set_station_config(self.session, self.info.name, config)
@@ -205,6 +211,19 @@ class ScannerTestScreen(MessageScreen):
         self.say(
             f"Saved to {self.info.name} as config v{version}; the station uses it from now on.",
             "ok",
+        )
+
+    def _learned_config(self, learned: LearnedScanner) -> ScannerConfig:
+        """The station's settings with this scanner added; the badge reader keeps working
+        (prefix optional, terminators added, gaps only widened, min length <= a badge)."""
+        merged = learned.combined(scanner_settings(self.scanner))
+        return ScannerConfig(
+            max_gap_ms=merged.max_gap_ms,
+            avg_max_ms=merged.avg_max_ms,
+            min_len=merged.min_len,
+            prefix=merged.prefix,
+            suffix=merged.suffix,
+            terminators=merged.terminators,
         )
 
     def action_clear(self) -> None:

@@ -19,7 +19,9 @@ from textual.widgets import Input, Static
 
 from kiosk import rules
 from kiosk.client import BackendError
+from kiosk.messages import Scanned
 from kiosk.screens.dialog import dialog_css
+from kiosk.themes.console import shown
 from kiosk.wire import Credentials
 
 T = TypeVar("T")
@@ -50,7 +52,7 @@ class SignOffScreen(ModalScreen[T | None], Generic[T]):
     def compose(self) -> ComposeResult:
         with Vertical():
             # The summary shows recorded values as typed: never read them as markup.
-            yield Static(f"✍ {self.heading}", classes="heading", markup=False)
+            yield Static(shown(f"✍ {self.heading}"), classes="heading", markup=False)
             yield Static(self.summary, markup=False)
             yield Static(
                 f"By signing you declare this {self.meaning.upper()}. Scan or type your badge, "
@@ -69,6 +71,17 @@ class SignOffScreen(ModalScreen[T | None], Generic[T]):
         for field in self.query(Input):
             field.cursor_blink = False
         self.query_one("#badge", Input).focus()
+
+    def forget(self) -> None:
+        """Empty both fields: what was typed here must never complete a later signature."""
+        for field in self.query(Input):
+            field.value = ""
+
+    def on_scanned(self, message: Scanned) -> None:
+        """A badge scanned while the prompt is open is the signer's; other scans go on."""
+        if message.kind == "badge":
+            message.stop()
+            self.fill_badge(message.value)
 
     def fill_badge(self, badge: str) -> None:
         """A badge scanned while the prompt is open lands here, then the PIN is asked."""
@@ -98,7 +111,8 @@ class SignOffScreen(ModalScreen[T | None], Generic[T]):
         try:
             result = await self.check(creds)
         except (BackendError, rules.Refusal) as refused:
-            # Stay open: the PIN is cleared, the badge kept unless it was the badge that failed.
+            # Stay open: the PIN is cleared, the badge kept unless the badge itself was refused
+            # (the usual mistake is the PIN; the answer does not say which, by design).
             self._error(refused.detail)
             pin = self.query_one("#pin", Input)
             pin.value = ""

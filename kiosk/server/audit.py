@@ -2,6 +2,10 @@
 
 h_n = SHA-256(h_{n-1} || canonical JSON of record n). Editing, deleting or reordering any record
 breaks the chain from that record on, and `verify` names the first one that no longer fits.
+Each record also carries HMAC(k, h_n) under a key derived from the plant secret, which is not in
+the database: someone who rewrites records and recomputes every hash after them cannot make
+those, so with the secret the first rewritten record is named. What a MAC cannot show, a chain
+cut back to an earlier record, the checkpoints kept outside the database show (witnesses).
 """
 
 from __future__ import annotations
@@ -9,13 +13,23 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import os
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, select, update
+from pydantic import ValidationError
+from sqlalchemy import Connection, bindparam, select, update
 
 from kiosk.server.schema import audit_checkpoints, audit_head, audit_log
+from kiosk.server.store import AUDIT_KEY, PENDING_AUDIT
+from kiosk.wire import Checkpoint
+
+if TYPE_CHECKING:
+    from kiosk.server.files import FileStore
 
 GENESIS = bytes(32)
 
@@ -61,17 +75,16 @@ def append(
     new: Any = None,
     station_time: datetime | None = None,
     now: datetime | None = None,
-) -> int:
-    """Append one record inside the caller's transaction and return its sequence number.
+) -> None:
+    """Append one record inside the caller's transaction.
 
-    The head row is locked first (FOR UPDATE on PostgreSQL, the write lock on SQLite), so
-    concurrent server processes extend the chain strictly one after another.
+    Within `Store.begin()` the record waits with the transaction's others and all are written
+    just before it commits (`Pending.write`): the chain's head is locked for that moment only,
+    not for the whole transaction, and a batch of actions costs three statements, not three each.
     """
-    head = conn.execute(
-        select(audit_head.c.seq, audit_head.c.hash).where(audit_head.c.id == 1).with_for_update()
-    ).one()
+    if conn.info.get(AUDIT_KEY) is None:
+        raise RuntimeError("the audit trail is written only with the plant secret at hand")
     row: dict[str, Any] = {
-        "seq": head.seq + 1,
         "server_time": now or datetime.now(UTC),
         "station_time": station_time,
         "station": station,
@@ -81,10 +94,65 @@ def append(
         "old": None if old is None else canonical(old),
         "new": None if new is None else canonical(new),
     }
-    digest = record_hash(head.hash, row)
-    conn.execute(audit_log.insert().values(**row, prev_hash=head.hash, hash=digest))
-    conn.execute(update(audit_head).where(audit_head.c.id == 1).values(seq=row["seq"], hash=digest))
-    return int(row["seq"])
+    pending = conn.info.get(PENDING_AUDIT)
+    if pending is None:  # a connection of its own making: write at once
+        Pending([row]).write(conn)
+    else:
+        pending.rows.append(row)
+
+
+class Pending:
+    """The audit records one transaction appended, written together just before it commits."""
+
+    def __init__(self, rows: list[dict[str, Any]] | None = None) -> None:
+        self.rows = rows or []
+
+    def write(self, conn: Connection) -> None:
+        """Extend the chain: the head row is locked first (FOR UPDATE on PostgreSQL, the write
+        lock on SQLite), so concurrent server processes extend it strictly one after another."""
+        if not self.rows:
+            return
+        key = conn.info[AUDIT_KEY]
+        head = conn.execute(_HEAD_FOR_UPDATE).one()
+        seq, prev = int(head.seq), bytes(head.hash)
+        records = []
+        for row in self.rows:
+            seq += 1
+            sealed = {**row, "seq": seq}
+            digest = record_hash(prev, sealed)
+            records.append(
+                {**sealed, "prev_hash": prev, "hash": digest, "mac": record_mac(key, digest)}
+            )
+            prev = digest
+        conn.execute(_APPEND, records)
+        conn.execute(_MOVE_HEAD, {"head_seq": seq, "head_hash": prev})
+        self.rows = []
+
+
+# Built once: they run in every transaction that writes.
+_HEAD_FOR_UPDATE = (
+    select(audit_head.c.seq, audit_head.c.hash).where(audit_head.c.id == 1).with_for_update()
+)
+_APPEND = audit_log.insert()
+_MOVE_HEAD = (
+    update(audit_head)
+    .where(audit_head.c.id == 1)
+    .values(seq=bindparam("head_seq"), hash=bindparam("head_hash"))
+)
+
+
+@contextmanager
+def savepoint(conn: Connection) -> Iterator[None]:
+    """A savepoint whose audit records are given back with its changes when it rolls back."""
+    pending = conn.info.get(PENDING_AUDIT)
+    mark = len(pending.rows) if pending is not None else 0
+    try:
+        with conn.begin_nested():
+            yield
+    except BaseException:
+        if pending is not None:
+            del pending.rows[mark:]
+        raise
 
 
 @dataclass(frozen=True)
@@ -93,18 +161,48 @@ class Verdict:
     records: int
     first_bad: int | None = None
     reason: str = ""
+    about_rows: bool = False
+    """The chain holds, but a table disagrees with it: `reason` names the row."""
 
     def __str__(self) -> str:
         if self.ok:
             return f"ok: {self.records} records"
+        if self.about_rows:
+            return f"broken: {self.reason}"
         return f"broken at record {self.first_bad}: {self.reason}"
+
+
+@dataclass(frozen=True)
+class Keys:
+    """Derived from the plant secret: without them, only the bare chain can be checked."""
+
+    record: bytes
+    checkpoint: bytes
+
+
+@dataclass(frozen=True)
+class Witness:
+    """A checkpoint kept outside the database, and where it was read from (for the message)."""
+
+    where: str
+    checkpoint: Checkpoint
+
+
+def record_mac(key: bytes, digest: bytes) -> bytes:
+    return hmac.new(key, digest, hashlib.sha256).digest()
 
 
 def checkpoint_mac(key: bytes, seq: int, digest: bytes) -> str:
     return hmac.new(key, seq.to_bytes(8, "big") + digest, hashlib.sha256).hexdigest()
 
 
-def seal(conn: Connection, key: bytes, now: datetime) -> int | None:
+def _checkpoint(row: Any) -> Checkpoint:
+    return Checkpoint(
+        seq=row.seq, hash=bytes(row.hash).hex(), mac=row.mac, server_time=row.server_time
+    )
+
+
+def seal(conn: Connection, key: bytes, now: datetime) -> Checkpoint | None:
     """Checkpoint the chain's head (once per head): its sequence, hash and a MAC over both."""
     head = conn.execute(
         select(audit_head.c.seq, audit_head.c.hash).where(audit_head.c.id == 1)
@@ -118,40 +216,196 @@ def seal(conn: Connection, key: bytes, now: datetime) -> int | None:
     conn.execute(
         audit_checkpoints.insert().values(seq=head.seq, hash=head.hash, mac=mac, server_time=now)
     )
-    return int(head.seq)
+    return Checkpoint(seq=head.seq, hash=bytes(head.hash).hex(), mac=mac, server_time=now)
 
 
-def verify(conn: Connection, key: bytes | None = None) -> Verdict:
-    """Walk the whole chain in sequence order and report the first record that does not fit.
+def latest_checkpoint(conn: Connection) -> Checkpoint | None:
+    row = conn.execute(
+        select(audit_checkpoints).order_by(audit_checkpoints.c.seq.desc()).limit(1)
+    ).first()
+    return None if row is None else _checkpoint(row)
 
-    With the checkpoint key, every signed checkpoint must also match the chain: that catches a
-    chain rewritten from some record on by someone who recomputed all the hashes after it.
+
+def verify(
+    conn: Connection,
+    keys: Keys | None = None,
+    witnesses: Sequence[Witness] = (),
+    *,
+    files: FileStore | None = None,
+) -> Verdict:
+    """Walk the whole chain in sequence order and report the first record that does not fit,
+    then re-derive the rows that matter from it (kiosk.server.records).
+
+    With the keys, every record's seal and every signed checkpoint must match: that catches a
+    chain rewritten from some record on by someone who recomputed all the hashes after it. Each
+    witness (a checkpoint kept outside the database) must be genuine and still in the chain:
+    that catches a chain cut back to an earlier record, with the checkpoints after it deleted.
+    With the plant's `files`, every kept file a record names must still have its hash.
+    With `files`, each photo or file a value names must still hash to that value's SHA-256.
     """
-    marks = {}
-    if key is not None:
-        for cp in conn.execute(select(audit_checkpoints).order_by(audit_checkpoints.c.seq)):
-            if not hmac.compare_digest(cp.mac, checkpoint_mac(key, cp.seq, bytes(cp.hash))):
-                return Verdict(False, 0, cp.seq, "its signed checkpoint is not genuine")
-            marks[cp.seq] = bytes(cp.hash)
+    marks, problem = _checkpoints(conn, keys)
+    if problem is not None:
+        return problem
+    watched = {w.checkpoint.seq for w in witnesses}
+    count, hashes, problem = _walk(conn, keys, marks, watched)
+    if problem is not None:
+        return problem
+    problem = _witnessed(conn, keys, witnesses, count, hashes)
+    if problem is not None:
+        return problem
+    from kiosk.server import records  # the rows' module builds on this one
+
+    findings = records.check(conn, files)
+    if files is not None:  # every photo or file on record still in the store, unchanged
+        from kiosk.server.evidence import file_findings
+
+        findings += file_findings(conn, files)
+    if findings:
+        first = findings[0]
+        more = f" (and {len(findings) - 1} more)" if len(findings) > 1 else ""
+        return Verdict(False, count, first.seq or None, first.text + more, about_rows=True)
+    return Verdict(True, count)
+
+
+def _checkpoints(conn: Connection, keys: Keys | None) -> tuple[dict[int, bytes], Verdict | None]:
+    marks: dict[int, bytes] = {}
+    if keys is None:
+        return marks, None
+    for cp in conn.execute(select(audit_checkpoints).order_by(audit_checkpoints.c.seq)):
+        if not hmac.compare_digest(cp.mac, checkpoint_mac(keys.checkpoint, cp.seq, bytes(cp.hash))):
+            return marks, Verdict(False, 0, cp.seq, "its signed checkpoint is not genuine")
+        marks[cp.seq] = bytes(cp.hash)
+    return marks, None
+
+
+def _walk(
+    conn: Connection, keys: Keys | None, marks: dict[int, bytes], watched: set[int]
+) -> tuple[int, dict[int, bytes], Verdict | None]:
     prev, expected, count = GENESIS, 1, 0
+    hashes: dict[int, bytes] = {}
     for row in conn.execute(select(audit_log).order_by(audit_log.c.seq)).mappings():
-        if row["seq"] != expected:
-            return Verdict(False, count, expected, f"record {expected} is missing or out of order")
-        if bytes(row["prev_hash"]) != prev:
-            return Verdict(False, count, row["seq"], "does not follow the record before it")
-        digest = record_hash(prev, dict(row))
-        if digest != bytes(row["hash"]):
-            return Verdict(False, count, row["seq"], "its content was changed after it was written")
-        if marks.get(row["seq"], digest) != digest:
-            return Verdict(False, count, row["seq"], "the chain differs from its signed checkpoint")
-        prev, expected, count = digest, expected + 1, count + 1
+        bad = _misfit(row, expected, prev, keys, marks)
+        if bad is not None:
+            return count, hashes, Verdict(False, count, bad[0], bad[1])
+        prev, expected, count = bytes(row["hash"]), expected + 1, count + 1
+        if row["seq"] in watched:
+            hashes[row["seq"]] = prev
     head = conn.execute(select(audit_head.c.seq, audit_head.c.hash)).one()
     if head.seq != count or bytes(head.hash) != prev:
-        return Verdict(
-            False, count, count + 1, f"the chain ends at {count}, its head says {head.seq}"
+        return (
+            count,
+            hashes,
+            Verdict(
+                False, count, count + 1, f"the chain ends at {count}, its head says {head.seq}"
+            ),
         )
     if marks and max(marks) > count:
-        return Verdict(
-            False, count, count + 1, f"a signed checkpoint vouches for record {max(marks)}"
+        return (
+            count,
+            hashes,
+            Verdict(
+                False, count, count + 1, f"a signed checkpoint vouches for record {max(marks)}"
+            ),
         )
-    return Verdict(True, count)
+    return count, hashes, None
+
+
+def _misfit(
+    row: Any, expected: int, prev: bytes, keys: Keys | None, marks: dict[int, bytes]
+) -> tuple[int, str] | None:
+    if row["seq"] != expected:
+        return expected, f"record {expected} is missing or out of order"
+    if bytes(row["prev_hash"]) != prev:
+        return row["seq"], "does not follow the record before it"
+    digest = record_hash(prev, dict(row))
+    if digest != bytes(row["hash"]):
+        return row["seq"], "its content was changed after it was written"
+    if keys is not None and not hmac.compare_digest(
+        bytes(row["mac"]), record_mac(keys.record, digest)
+    ):
+        return row["seq"], "its seal does not match: the chain was rewritten from this record on"
+    if marks.get(row["seq"], digest) != digest:
+        return row["seq"], "the chain differs from its signed checkpoint"
+    return None
+
+
+def _witnessed(
+    conn: Connection,
+    keys: Keys | None,
+    witnesses: Sequence[Witness],
+    count: int,
+    hashes: dict[int, bytes],
+) -> Verdict | None:
+    kept = set(conn.execute(select(audit_checkpoints.c.seq)).scalars())
+    for w in sorted(witnesses, key=lambda w: w.checkpoint.seq):
+        cp = w.checkpoint
+        if keys is not None and not hmac.compare_digest(
+            cp.mac, checkpoint_mac(keys.checkpoint, cp.seq, bytes.fromhex(cp.hash))
+        ):
+            return Verdict(False, count, cp.seq, f"the checkpoint in {w.where} is not genuine")
+        if cp.seq > count:
+            return Verdict(
+                False,
+                count,
+                count + 1,
+                f"the chain ends at {count}, but {w.where} witnessed record {cp.seq}: "
+                "records were cut off the end",
+            )
+        if hashes.get(cp.seq) != bytes.fromhex(cp.hash):
+            return Verdict(
+                False,
+                count,
+                cp.seq,
+                f"the chain differs from the checkpoint witnessed in {w.where}: it was "
+                "rewritten at or before this record",
+            )
+        if cp.seq not in kept:
+            return Verdict(
+                False,
+                count,
+                cp.seq,
+                f"the signed checkpoint witnessed in {w.where} was deleted from the database",
+            )
+    return None
+
+
+# --- witness files ------------------------------------------------------------------------------------
+
+
+def witness_path(secret_file: Path) -> Path:
+    """The server's own witness: beside the plant secret, outside the database."""
+    return secret_file.with_name(secret_file.name + ".witness.jsonl")
+
+
+def append_witness(path: Path, checkpoint: Checkpoint) -> None:
+    """One line per checkpoint, synced: it is there even if the database is later rewritten."""
+    line = checkpoint.model_dump_json() + "\n"
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    try:
+        os.write(fd, line.encode())
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class WitnessUnreadable(Exception):
+    pass
+
+
+def read_witnesses(path: Path) -> list[Witness]:
+    """Every checkpoint in a witness file (JSON lines, as written by the server or a station)."""
+    found = []
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise WitnessUnreadable(f"{path}: {exc.strerror or exc}") from None
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            found.append(
+                Witness(f"{path.name} line {number}", Checkpoint.model_validate_json(line))
+            )
+        except ValidationError:
+            raise WitnessUnreadable(f"{path} line {number} is not a checkpoint") from None
+    return found

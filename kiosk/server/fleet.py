@@ -5,14 +5,17 @@ and the central station config they change.
 from __future__ import annotations
 
 import secrets
+from collections import Counter
+from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Connection, delete, insert, select, update
 
 from kiosk import __version__, rules
+from kiosk.locks import lock_hash
 from kiosk.rules import Refusal
-from kiosk.server import audit, views
+from kiosk.server import andon, audit, views
 from kiosk.server import schema as t
 from kiosk.server.domain import StationRef
 from kiosk.server.security import token_digest
@@ -24,6 +27,7 @@ from kiosk.wire import (
     OpenNcr,
     Person,
     PlantOverview,
+    SecurityEvent,
     StationConfig,
     StationStatus,
 )
@@ -34,6 +38,10 @@ ADMIN_SESSION = timedelta(hours=8)
 
 def record_heartbeat(conn: Connection, station: StationRef, beat: Heartbeat, now: datetime) -> int:
     conn.execute(delete(t.heartbeats).where(t.heartbeats.c.station_id == station.id))
+    # Kept on the station's row too: the lock it runs is a property of the station, like its config.
+    conn.execute(
+        update(t.stations).where(t.stations.c.id == station.id).values(lock_hash=beat.lock_hash)
+    )
     conn.execute(
         insert(t.heartbeats).values(
             station_id=station.id, received_at=now, body=beat.model_dump_json()
@@ -87,7 +95,10 @@ def session_admin(
     if (audit.micros(row.expires_at) or 0) < (audit.micros(now) or 0):
         raise Refusal("admin_session_expired", "The admin session expired; badge in again.", 403)
     user = conn.execute(select(t.users).where(t.users.c.id == row.user_id)).one()
-    return views.person_from_row(user)
+    admin = views.person_from_row(user)
+    # The same table keeps supervisors' board sessions (kiosk.server.board): they open no more.
+    rules.require_role(admin, rules.ADMIN_ROLES, "open the admin console")
+    return admin
 
 
 # --- overview -------------------------------------------------------------------------------------
@@ -104,13 +115,28 @@ def overview(conn: Connection, now: datetime) -> PlantOverview:
             for r in conn.execute(select(t.users).where(t.users.c.locked.is_(True)))
         ),
         enrollment_codes=tuple(_codes(conn)),
+        security=tuple(_security(conn)),
+        andon=andon.open_requests(conn, views.NameLookup(conn)),
     )
+
+
+def _security(conn: Connection, limit: int = 50) -> list[SecurityEvent]:
+    names = {r.id: r.name for r in conn.execute(select(t.stations.c.id, t.stations.c.name))}
+    rows = conn.execute(
+        select(t.security_events).order_by(t.security_events.c.id.desc()).limit(limit)
+    )
+    return [
+        SecurityEvent(at=r.at, station=names.get(r.station_id), kind=r.kind, detail=r.detail)
+        for r in rows
+    ]
 
 
 def _stations(conn: Connection, now: datetime) -> list[StationStatus]:
     beats = {r.station_id: r for r in conn.execute(select(t.heartbeats))}
+    rows = conn.execute(select(t.stations).order_by(t.stations.c.name)).all()
+    plant_lock = reference_lock(lock_hash(), (r.lock_hash for r in rows if r.id in beats))
     found = []
-    for row in conn.execute(select(t.stations).order_by(t.stations.c.name)):
+    for row in rows:
         config = StationConfig.model_validate_json(row.config)
         beat_row = beats.get(row.id)
         beat = Heartbeat.model_validate_json(beat_row.body) if beat_row else None
@@ -129,15 +155,35 @@ def _stations(conn: Connection, now: datetime) -> list[StationStatus]:
                 theme=config.theme,
                 last_seen=seen,
                 heartbeat=beat,
-                drift=drift(beat, row.config_version, config.theme),
+                drift=drift(beat, row.config_version, config.theme, row.lock_hash, plant_lock),
                 silent=silent,
+                other_lock=beat is not None and lock_drift(row.lock_hash, plant_lock) is not None,
             )
         )
     return found
 
 
-def drift(beat: Heartbeat | None, config_version: int, theme: str) -> tuple[str, ...]:
-    """How a station differs from what the plant says it should run."""
+def reference_lock(own: str | None, reported: Iterable[str | None]) -> tuple[str, str] | None:
+    """The lock every station should run, and whose it is: the server's own, or (a server run
+    without its lock file) the one most stations report, if more than half of them agree."""
+    if own is not None:
+        return own, "plant"
+    counts = Counter(h for h in reported if h is not None)
+    if not counts:
+        return None
+    top, n = counts.most_common(1)[0]
+    return (top, "most stations") if n * 2 > counts.total() else None
+
+
+def drift(
+    beat: Heartbeat | None,
+    config_version: int,
+    theme: str,
+    lock: str | None = None,
+    plant_lock: tuple[str, str] | None = None,
+) -> tuple[str, ...]:
+    """How a station differs from what the plant says it should run. A station that reports no
+    lock (a release before locks) is not compared: its app version already differs."""
     if beat is None:
         return ()
     found = []
@@ -147,7 +193,21 @@ def drift(beat: Heartbeat | None, config_version: int, theme: str) -> tuple[str,
         found.append(f"config v{beat.config_version} (plant v{config_version})")
     if beat.theme != theme:
         found.append(f"theme {beat.theme} (plant {theme})")
+    if (line := lock_drift(lock, plant_lock)) is not None:
+        found.append(line)
     return tuple(found)
+
+
+def lock_drift(lock: str | None, plant_lock: tuple[str, str] | None) -> str | None:
+    """The drift line (lock, then whose lock it should be) when a station runs another lock."""
+    if lock is None or plant_lock is None or lock == plant_lock[0]:
+        return None
+    # 12 hex digits tell locks apart at a glance; the full hash is in the heartbeat.
+    return f"lock {lock[:12]} ({plant_lock[1]} {plant_lock[0][:12]})"
+
+
+def held_travelers(conn: Connection) -> list[HeldTraveler]:
+    return _holds(conn)
 
 
 def _holds(conn: Connection) -> list[HeldTraveler]:
@@ -157,10 +217,12 @@ def _holds(conn: Connection) -> list[HeldTraveler]:
             t.travelers.c.number,
             t.users.c.name.label("placer"),
             t.ncrs.c.number.label("ncr"),
+            t.andon_requests.c.id.label("stop_request"),  # a stop places one hold, at most
         )
         .join(t.travelers, t.travelers.c.id == t.holds.c.traveler_id)
         .join(t.users, t.users.c.id == t.holds.c.placed_by)
         .outerjoin(t.ncrs, t.ncrs.c.id == t.holds.c.ncr_id)
+        .outerjoin(t.andon_requests, t.andon_requests.c.hold_id == t.holds.c.id)
         .where(t.holds.c.released_signature_id.is_(None))
         .order_by(t.holds.c.id)
     )
@@ -171,6 +233,7 @@ def _holds(conn: Connection) -> list[HeldTraveler]:
             placed_by=r.placer,
             placed_at=r.placed_at,
             ncr_number=r.ncr,
+            stop=r.stop_request is not None,
         )
         for r in rows
     ]
@@ -209,6 +272,7 @@ def set_config(
     conn: Connection, name: str, config: StationConfig, admin: Person, station: StationRef
 ) -> int:
     """Replace a station's config; its version goes up, and the station picks it up on its next beat."""
+    rules.ensure_scanner_usable(config.scanner)
     row: Any = conn.execute(select(t.stations).where(t.stations.c.name == name)).one_or_none()
     if row is None:
         raise views.NotFound(f"Station {name}")

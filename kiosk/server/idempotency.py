@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import Connection, insert, select
+from sqlalchemy import Connection, and_, bindparam, false, insert, select
 from sqlalchemy.exc import IntegrityError
 
 from kiosk.rules import Refusal
@@ -59,8 +60,73 @@ def fingerprint(request: WireModel) -> str:
     return hashlib.sha256(audit.canonical(payload).encode()).hexdigest()
 
 
-def stored(conn: Connection, key: str, print_: str) -> Answer | None:
-    row = conn.execute(select(t.idempotency).where(t.idempotency.c.key == key)).one_or_none()
+# Built once: a statement made per call costs more to build than to run.
+_ANSWERS = select(t.idempotency).where(
+    t.idempotency.c.station_id == bindparam("station"),
+    t.idempotency.c.key.in_(bindparam("keys", expanding=True)),
+)
+_ANSWER = select(t.idempotency).where(
+    t.idempotency.c.station_id == bindparam("station"), t.idempotency.c.key == bindparam("key")
+)
+_REMEMBER = insert(t.idempotency)
+# The station whose token a batch came with, and the answers it was given for the batch's keys:
+# one read where there would be two.
+_STATION_AND_ANSWERS = (
+    select(
+        t.stations.c.id.label("station_ref_id"),
+        t.stations.c.name.label("station_ref_name"),
+        t.stations.c.work_center.label("station_ref_work_center"),
+        t.idempotency,
+    )
+    .select_from(
+        t.stations.outerjoin(
+            t.idempotency,
+            and_(
+                t.idempotency.c.station_id == t.stations.c.id,
+                t.idempotency.c.key.in_(bindparam("keys", expanding=True)),
+            ),
+        )
+    )
+    .where(t.stations.c.token_sha256 == bindparam("digest"), t.stations.c.revoked == false())
+)
+
+
+def station_and_answers(
+    conn: Connection, digest: str, keys: list[str]
+) -> tuple[StationRef | None, dict[str, Any]]:
+    """The enrolled station with the token of this digest (None: no such station) and the stored
+    answers of `keys` there, as `prefetch` gives them."""
+    rows = conn.execute(_STATION_AND_ANSWERS, {"digest": digest, "keys": keys}).all()
+    if not rows:
+        return None, {}
+    first = rows[0]
+    station = StationRef(
+        first.station_ref_id, first.station_ref_name, first.station_ref_work_center
+    )
+    return station, {row.key: row for row in rows if row.key is not None}
+
+
+def prefetch(conn: Connection, station: StationRef, keys: list[str]) -> dict[str, Any]:
+    """The stored answers of a batch's keys in one query, instead of one query per action."""
+    rows = conn.execute(_ANSWERS, {"station": station.id, "keys": keys})
+    return {row.key: row for row in rows}
+
+
+def stored(
+    conn: Connection,
+    station: StationRef,
+    key: str,
+    print_: str,
+    known: Mapping[str, Any] | None = None,
+) -> Answer | None:
+    """The answer this station was given for `key`: keys live in one namespace per station.
+
+    `known`: the batch's answers fetched beforehand (`prefetch`), so no query is needed here.
+    """
+    if known is not None:
+        row = known.get(key)
+    else:
+        row = conn.execute(_ANSWER, {"station": station.id, "key": key}).one_or_none()
     if row is None:
         return None
     if row.payload_sha256 != print_:
@@ -91,6 +157,8 @@ class Request:
     body: WireModel
     seq: int | None
     now: datetime
+    known: Mapping[str, Any] | None = None
+    """Answers already fetched for the batch this request is part of."""
 
 
 def execute(conn: Connection, request: Request, identify: Identify, work: Work) -> Answer:
@@ -101,7 +169,7 @@ def execute(conn: Connection, request: Request, identify: Identify, work: Work) 
     """
     print_ = fingerprint(request.body)
     try:
-        earlier = stored(conn, request.key, print_)
+        earlier = stored(conn, request.station, request.key, print_, request.known)
     except Refusal as refusal:
         return Answer(refusal.status, problem_json(refusal))
     if earlier is not None:
@@ -110,7 +178,7 @@ def execute(conn: Connection, request: Request, identify: Identify, work: Work) 
         verified = identify(conn)
         if isinstance(verified, Refusal):
             raise verified
-        with conn.begin_nested():
+        with audit.savepoint(conn):
             result = work(conn, verified)
             answer = Answer(200, result.model_dump_json(), getattr(result, "message", None))
             _remember(conn, request, print_, answer)
@@ -118,32 +186,33 @@ def execute(conn: Connection, request: Request, identify: Identify, work: Work) 
     except Refusal as refusal:
         answer = Answer(refusal.status, problem_json(refusal))
         try:
-            with conn.begin_nested():
+            with audit.savepoint(conn):
                 _remember(conn, request, print_, answer)
         except IntegrityError:
-            return _concurrent(conn, request.key, print_)
+            return _concurrent(conn, request, print_)
         return answer
     except IntegrityError:
-        return _concurrent(conn, request.key, print_)
+        return _concurrent(conn, request, print_)
 
 
-def _concurrent(conn: Connection, key: str, print_: str) -> Answer:
+def _concurrent(conn: Connection, request: Request, print_: str) -> Answer:
     """Another server process delivered the same key at the same moment: answer what it answered."""
-    earlier = stored(conn, key, print_)
+    earlier = stored(conn, request.station, request.key, print_)
     if earlier is None:
-        raise RuntimeError(f"idempotency conflict on {key} without a stored answer")
+        raise RuntimeError(f"idempotency conflict on {request.key} without a stored answer")
     return earlier
 
 
 def _remember(conn: Connection, request: Request, print_: str, answer: Answer) -> None:
     conn.execute(
-        insert(t.idempotency).values(
-            key=request.key,
-            station_id=request.station.id,
-            station_seq=request.seq,
-            payload_sha256=print_,
-            status=answer.status,
-            response=answer.body,
-            created_at=request.now,
-        )
+        _REMEMBER,
+        {
+            "key": request.key,
+            "station_id": request.station.id,
+            "station_seq": request.seq,
+            "payload_sha256": print_,
+            "status": answer.status,
+            "response": answer.body,
+            "created_at": request.now,
+        },
     )

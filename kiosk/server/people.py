@@ -1,108 +1,307 @@
-"""Identifying people: badge-in, badge + PIN checks with lock-out, signing tickets, and the
-offline credential cache with the station attestations it makes possible.
+"""Identifying people: badge-in and person sessions, badge + PIN checks with lock-out, signing
+tickets, the unknown-badge rate limit, and the offline credential cache with the proofs it allows.
+
+Nothing a station merely claims names a person: an action's actor stands on a person session
+(issued here at an online badge-in at that station) or on an offline proof made with a key that
+only the person's badge unwraps; a signature on badge + PIN checked here, a ticket from such a
+check, or an offline proof made with a key that only badge + PIN unwrap.
 """
 
 from __future__ import annotations
 
+import json
+import os
 import secrets
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, Table, bindparam, delete, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from kiosk.identity import badge_verifier
+from kiosk import rules
+from kiosk.identity import Purpose, action_mac, badge_key, cache_context, pin_key, wrap
 from kiosk.rules import Refusal
-from kiosk.server import audit, views
+from kiosk.server import audit, labour, views
 from kiosk.server import schema as t
 from kiosk.server.domain import StationRef
-from kiosk.server.security import PlantSecret, pin_matches, token_digest
+from kiosk.server.security import CACHE_KDF, PlantSecret, hash_pin, pin_matches, token_digest
+from kiosk.server.store import scratch
 from kiosk.wire import (
+    Action,
     CachedPerson,
     CredentialCache,
+    OfflineProof,
     Person,
-    StationAttestation,
+    SignedIn,
     StationConfig,
 )
 
 MAX_PIN_FAILURES = 5
-# Station clocks drift; `kiosk doctor` flags more than a minute. Offline signatures get this much
+SESSION_LIFETIME = timedelta(
+    hours=12
+)  # a shift; sign-out, the idle lock or a new badge end it sooner
+# Unknown badges a station may present in the window before every badge-in there pauses: a person
+# mistyping now and then never meets it; a script walking the badge space is slowed to a crawl.
+UNKNOWN_BADGE_LIMIT = 10
+UNKNOWN_BADGE_WINDOW = timedelta(minutes=10)
+# Station clocks drift; `kiosk doctor` flags more than a minute. Offline proofs get this much
 # slack against the server's clock before their timing counts as outside the window.
-CLOCK_SKEW_MICROS = 5 * 60 * 1_000_000
+CLOCK_SKEW = timedelta(minutes=5)
+
+# The one answer to a badge + PIN that does not identify anyone, whether the badge is unknown or
+# the PIN wrong: whoever typed it learns nothing about the badge, or whose it is.
+NOT_ACCEPTED = "Badge or PIN not accepted. Repeated wrong PINs lock the badge."
 
 
-def locked_refusal(name: str) -> Refusal:
+def not_accepted() -> Refusal:
+    return Refusal("credentials_not_accepted", NOT_ACCEPTED, 403)
+
+
+def locked_refusal() -> Refusal:
     return Refusal(
-        "person_locked", f"{name} is locked after wrong PINs; a supervisor must unlock.", 403
+        "person_locked",
+        "This badge is locked after repeated wrong PINs; a supervisor must unlock it.",
+        403,
     )
 
 
+def security_event(
+    conn: Connection, station: StationRef | None, kind: str, detail: str, now: datetime
+) -> None:
+    conn.execute(
+        insert(t.security_events).values(
+            at=now, station_id=None if station is None else station.id, kind=kind, detail=detail
+        )
+    )
+
+
+# --- finding a badge, with the rate limit ------------------------------------------------------------
+
+
+def _misses_since(conn: Connection, station: StationRef, since: datetime) -> list[datetime]:
+    return list(
+        conn.execute(
+            select(t.badge_misses.c.at)
+            .where(t.badge_misses.c.station_id == station.id, t.badge_misses.c.at > since)
+            .order_by(t.badge_misses.c.at)
+        ).scalars()
+    )
+
+
+def ensure_not_rate_limited(conn: Connection, station: StationRef, now: datetime) -> None:
+    """While a station is over its unknown-badge limit, no badge is looked up there at all: a
+    known badge answering differently would still tell the badge space apart."""
+    misses = _misses_since(conn, station, now - UNKNOWN_BADGE_WINDOW)
+    if len(misses) < UNKNOWN_BADGE_LIMIT:
+        return
+    wait = misses[0] + UNKNOWN_BADGE_WINDOW - now
+    minutes = max(1, int(wait.total_seconds() // 60) + 1)
+    raise Refusal(
+        "badge_rate_limited",
+        f"Too many unknown badges at this station: badge-in is paused for {minutes} min. "
+        "If that was not you, tell a supervisor.",
+        429,
+        retry_after=max(1, int(wait.total_seconds()) + 1),
+    )
+
+
+def _note_miss(conn: Connection, station: StationRef, now: datetime) -> None:
+    conn.execute(
+        delete(t.badge_misses).where(
+            t.badge_misses.c.station_id == station.id,
+            t.badge_misses.c.at <= now - UNKNOWN_BADGE_WINDOW,
+        )
+    )
+    conn.execute(insert(t.badge_misses).values(station_id=station.id, at=now))
+    if len(_misses_since(conn, station, now - UNKNOWN_BADGE_WINDOW)) == UNKNOWN_BADGE_LIMIT:
+        security_event(
+            conn,
+            station,
+            "unknown_badges",
+            f"{UNKNOWN_BADGE_LIMIT} unknown badges within {UNKNOWN_BADGE_WINDOW.seconds // 60} "
+            "min: badge-in paused there",
+            now,
+        )
+
+
 def badge_row(
-    conn: Connection, secret: PlantSecret, badge: str, *, for_update: bool = False
+    conn: Connection,
+    secret: PlantSecret,
+    station: StationRef,
+    badge: str,
+    now: datetime,
+    *,
+    unknown: Refusal,
+    for_update: bool = False,
 ) -> Any:
+    """The person holding `badge`; an unknown one is counted against the station, then refused."""
+    ensure_not_rate_limited(conn, station, now)
     query = select(t.users).where(t.users.c.badge_hmac == secret.badge_hash(badge))
     if for_update:
         # PIN checks count failures: two at the same instant must count one after the other.
         query = query.with_for_update()
     row = conn.execute(query).one_or_none()
     if row is None or not row.active:
-        raise Refusal(
-            "badge_unknown", "Badge not recognised. Ask a supervisor to register it.", 403
-        )
+        _note_miss(conn, station, now)
+        raise unknown
     return row
 
 
-def qualified(row: Any, work_center: str) -> bool:
-    centers = row.work_centers.split(",")
-    return "*" in centers or work_center in centers
+def badge_unknown() -> Refusal:
+    return Refusal("badge_unknown", "Badge not recognised. Ask a supervisor to register it.", 403)
 
 
-def remember_verifier(
-    conn: Connection, secret: PlantSecret, station: StationRef, user_id: int, badge: str
-) -> None:
-    verifier = badge_verifier(secret.station_key(station.id), badge)
-    # One upsert statement: two signatures by one person at one station at the same moment (two
-    # server processes, a racing retry) must not both insert. A unique violation here would abort
-    # the whole PostgreSQL transaction, outside the action's savepoint.
-    row = {"station_id": station.id, "user_id": user_id, "verifier": verifier}
-    keys = ["station_id", "user_id"]
-    if conn.dialect.name == "postgresql":
-        pg = postgresql.insert(t.station_verifiers).values(**row)
-        conn.execute(pg.on_conflict_do_update(index_elements=keys, set_={"verifier": verifier}))
-    else:
-        lite = sqlite.insert(t.station_verifiers).values(**row)
-        conn.execute(lite.on_conflict_do_update(index_elements=keys, set_={"verifier": verifier}))
+# --- badge-in and person sessions -----------------------------------------------------------------
 
 
-def ensure_qualified(conn: Connection, person: Person, station: StationRef) -> None:
-    """Signing at a station needs the same qualification as badging in there."""
-    row = conn.execute(select(t.users.c.work_centers).where(t.users.c.id == person.id)).one()
-    if not qualified(row, station.work_center):
-        raise Refusal(
-            "not_qualified",
-            f"{person.name} is not qualified for work center {station.work_center} and cannot sign here.",
-            403,
-        )
+def badge_in(
+    conn: Connection, secret: PlantSecret, station: StationRef, badge: str, now: datetime
+) -> SignedIn | Refusal:
+    """An online badge-in: ends whoever's session was open at this station and opens one.
 
-
-def badge_in(conn: Connection, secret: PlantSecret, station: StationRef, badge: str) -> Person:
-    row = badge_row(conn, secret, badge)
+    An unknown badge is returned as a refusal for the caller to commit (it counts against the
+    station's rate limit) and then raise.
+    """
+    try:
+        row = badge_row(conn, secret, station, badge, now, unknown=badge_unknown())
+    except Refusal as refusal:
+        if refusal.rule == "badge_unknown":
+            return refusal
+        raise
     if row.locked:
-        raise locked_refusal(row.name)
-    if not qualified(row, station.work_center):
-        raise Refusal(
-            "not_qualified",
-            f"{row.name} is not qualified for work center {station.work_center}.",
-            403,
-        )
+        raise Refusal("person_locked", f"{row.name} is locked; a supervisor must unlock.", 403)
+    person = views.person_of(conn, row)
+    rules.ensure_qualified(person, station.work_center)
+    end_sessions(conn, station, now, "new_badge")
+    token, expires = _issue(conn, t.person_sessions, row.id, station, now, SESSION_LIFETIME)
     audit.append(
         conn, action="badge_in", entity=f"user:{row.id}", actor=row.name, station=station.name
     )
-    remember_verifier(conn, secret, station, row.id, badge)
-    return views.person_from_row(row)
+    remember_badge(conn, secret, station, row, badge)
+    return SignedIn(person=person, session=token, expires_at=expires)
 
 
-def check_pin(conn: Connection, station: StationRef, row: Any, pin: str) -> Refusal | None:
+def end_sessions(
+    conn: Connection, station: StationRef, now: datetime, reason: str, token: str | None = None
+) -> int:
+    """End the open sessions at `station` (only `token`'s, when given); how many were open.
+    Whoever signs out or idles out is clocked off their steps there, with that reason."""
+    where = [t.person_sessions.c.station_id == station.id, t.person_sessions.c.ended_at.is_(None)]
+    if token is not None:
+        where.append(t.person_sessions.c.token_sha256 == token_digest(token))
+    if reason in labour.SESSION_ENDS_CLOCKING_OFF:
+        ending = conn.execute(select(t.person_sessions.c.user_id).where(*where)).scalars().all()
+        labour.clock_off_people(conn, set(ending), station, reason, now)
+    return int(
+        conn.execute(
+            update(t.person_sessions).where(*where).values(ended_at=now, end_reason=reason)
+        ).rowcount
+    )
+
+
+# The session and its person in one read: every action a station sends names both.
+_SESSION_PERSON = (
+    select(
+        t.person_sessions.c.station_id,
+        t.person_sessions.c.user_id,
+        t.person_sessions.c.expires_at,
+        t.person_sessions.c.ended_at,
+        t.users,
+    )
+    .join(t.users, t.users.c.id == t.person_sessions.c.user_id)
+    .where(t.person_sessions.c.token_sha256 == bindparam("digest"))
+)
+
+
+def _session_person(
+    conn: Connection, station: StationRef, token: str, actor_id: int, now: datetime
+) -> Person | Refusal:
+    row = conn.execute(_SESSION_PERSON, {"digest": token_digest(token)}).one_or_none()
+    if row is None or row.station_id != station.id or row.user_id != actor_id:
+        return Refusal(
+            "session_invalid",
+            "This action's person session is not one this station was given for that person.",
+            403,
+        )
+    if row.ended_at is not None or audit.micros(row.expires_at) <= audit.micros(now):  # type: ignore[operator]
+        return Refusal(
+            "session_ended",
+            "The person who recorded this was signed out at this station before it reached the "
+            "server; sign in and do it again.",
+            403,
+        )
+    return _active(conn, row, row.user_id)
+
+
+def prove_actor(
+    conn: Connection, secret: PlantSecret, station: StationRef, action: Action, now: datetime
+) -> tuple[Person, bool]:
+    """The actor of `action`, from proof this server can check; and whether it was offline proof.
+
+    A live session is proof; where it is not (the station was offline, or the session ended
+    before a queued action arrived) the badge-made proof is.
+    """
+    refusal: Refusal | None = None
+    if action.session is not None:
+        # A batch from one station names the same session action after action: checked once.
+        checked = scratch(conn).setdefault("sessions", {})
+        key = (station.id, action.session, action.actor_id)
+        found = checked.get(key) or _session_person(
+            conn, station, action.session, action.actor_id, now
+        )
+        if isinstance(found, Person):
+            checked[key] = found
+            return found, False
+        refusal = found
+    if action.actor_proof is not None:
+        proof = action.actor_proof
+        return verify_offline(
+            conn, secret, station, action.actor_id, "act", proof, action, now
+        ), True
+    raise refusal or Refusal(
+        "actor_unproven",
+        "This action names a person, but nothing proves they are signed in at this station.",
+        403,
+    )
+
+
+def active_person(conn: Connection, user_id: int) -> Person:
+    row = conn.execute(select(t.users).where(t.users.c.id == user_id)).one_or_none()
+    return _active(conn, row, user_id)
+
+
+def _active(conn: Connection, row: Any, user_id: int) -> Person:
+    if row is None or not row.active:
+        raise Refusal("person_unknown", f"No active person with id {user_id}.", 403)
+    if row.locked:
+        raise Refusal("person_locked", f"{row.name} is locked; a supervisor must unlock.", 403)
+    return views.person_of(conn, row)
+
+
+# --- badge + PIN -------------------------------------------------------------------------------------
+
+
+def check_credentials(
+    conn: Connection, secret: PlantSecret, station: StationRef, badge: str, pin: str, now: datetime
+) -> Person | Refusal:
+    """Badge + PIN. A refusal is returned, not raised: the caller commits the failure count."""
+    try:
+        row = badge_row(conn, secret, station, badge, now, unknown=not_accepted(), for_update=True)
+    except Refusal as unknown:
+        return unknown
+    if row.locked:
+        return locked_refusal()
+    wrong = check_pin(conn, station, row, pin, now)
+    if wrong is not None:
+        return wrong
+    remember_pin(conn, secret, row, badge, pin)
+    remember_badge(conn, secret, station, row, badge)
+    return views.person_of(conn, row)
+
+
+def check_pin(
+    conn: Connection, station: StationRef, row: Any, pin: str, now: datetime
+) -> Refusal | None:
     """Compare the PIN; count a wrong one (committed by the caller even though it refuses)."""
     if pin_matches(row.pin_hash, pin):
         if row.failed_pins:
@@ -123,51 +322,57 @@ def check_pin(conn: Connection, station: StationRef, row: Any, pin: str) -> Refu
         old=row.failed_pins,
         new=failures,
     )
-    if locked:
-        audit.append(
-            conn,
-            action="lock_user",
-            entity=entity,
-            actor=None,
-            station=station.name,
-            old=False,
-            new=True,
-        )
-        return Refusal(
-            "person_locked", f"Wrong PIN. {row.name} is now locked; a supervisor must unlock.", 403
-        )
-    left = MAX_PIN_FAILURES - failures
-    return Refusal(
-        "pin_wrong",
-        f"Wrong PIN. {left} {'try' if left == 1 else 'tries'} left before lock-out.",
-        403,
+    if not locked:
+        return not_accepted()
+    audit.append(
+        conn,
+        action="lock_user",
+        entity=entity,
+        actor=None,
+        station=station.name,
+        old=False,
+        new=True,
     )
+    security_event(conn, station, "person_locked", f"{row.name}: {failures} wrong PINs", now)
+    return locked_refusal()
 
 
 # --- signing tickets ----------------------------------------------------------------------------
 
 
-def issue_ticket(
-    conn: Connection, station: StationRef, person: Person, now: datetime, hours: float
+def _issue(
+    conn: Connection,
+    table: Table,
+    user_id: int,
+    station: StationRef,
+    now: datetime,
+    life: timedelta,
 ) -> tuple[str, datetime]:
-    ticket = secrets.token_urlsafe(24)
-    expires = now + timedelta(hours=hours)
+    """A new secret for one person at one station (a session, a ticket): only its hash is kept."""
+    secret = secrets.token_urlsafe(32)
+    expires = now + life
     conn.execute(
-        insert(t.tickets).values(
-            ticket_sha256=token_digest(ticket),
-            user_id=person.id,
+        insert(table).values(
+            token_sha256=token_digest(secret),
+            user_id=user_id,
             station_id=station.id,
             issued_at=now,
             expires_at=expires,
         )
     )
-    return ticket, expires
+    return secret, expires
+
+
+def issue_ticket(
+    conn: Connection, station: StationRef, person: Person, now: datetime, hours: float
+) -> tuple[str, datetime]:
+    return _issue(conn, t.tickets, person.id, station, now, timedelta(hours=hours))
 
 
 def redeem_ticket(conn: Connection, station: StationRef, ticket: str, now: datetime) -> Person:
     """A signing ticket is good once, at the station it was issued to, until it expires."""
     row = conn.execute(
-        select(t.tickets).where(t.tickets.c.ticket_sha256 == token_digest(ticket)).with_for_update()
+        select(t.tickets).where(t.tickets.c.token_sha256 == token_digest(ticket)).with_for_update()
     ).one_or_none()
     if row is None or row.station_id != station.id:
         raise Refusal(
@@ -182,21 +387,121 @@ def redeem_ticket(conn: Connection, station: StationRef, ticket: str, now: datet
             "ticket_expired", "The identity check for this signature expired; sign again.", 403
         )
     conn.execute(
-        update(t.tickets).where(t.tickets.c.ticket_sha256 == row.ticket_sha256).values(used_at=now)
+        update(t.tickets).where(t.tickets.c.token_sha256 == row.token_sha256).values(used_at=now)
     )
     return active_person(conn, row.user_id)
 
 
-def active_person(conn: Connection, user_id: int) -> Person:
-    row = conn.execute(select(t.users).where(t.users.c.id == user_id)).one_or_none()
-    if row is None or not row.active:
-        raise Refusal("person_unknown", f"No active person with id {user_id}.", 403)
-    if row.locked:
-        raise locked_refusal(row.name)
-    return views.person_from_row(row)
+# --- keys for the offline credential cache ------------------------------------------------------
 
 
-# --- offline identity -----------------------------------------------------------------------------
+def _key_context(station_id: int, user_id: int, purpose: Purpose) -> str:
+    return f"kiosk-key:{station_id}:{user_id}:{purpose}"
+
+
+def _pin_key_context(row: Any) -> str:
+    return f"kiosk-pin-key:{row.badge_hmac}"
+
+
+def new_person(
+    secret: PlantSecret, name: str, badge: str, pin: str, roles: str, work_centers: str
+) -> dict[str, Any]:
+    """A users row for a person given their badge and PIN, keeping neither: the badge as its HMAC,
+    the PIN as its argon2 hash, and the sealed key their offline signing keys are wrapped under."""
+    badge_hmac = secret.badge_hash(badge)
+    return {
+        "name": name,
+        "roles": roles,
+        "work_centers": work_centers,
+        "badge_hmac": badge_hmac,
+        "pin_hash": hash_pin(pin),
+        "failed_pins": 0,
+        "locked": False,
+        "active": True,
+        **person_secrets(secret, badge_hmac, badge, pin),
+    }
+
+
+def person_secrets(secret: PlantSecret, badge_hmac: str, badge: str, pin: str) -> dict[str, str]:
+    """What the server keeps of a new person's badge + PIN beside the argon2 PIN hash: the key
+    their signing keys are wrapped under, sealed under the plant secret."""
+    salt = os.urandom(16)
+    sealed = secret.seal(pin_key(badge, pin, salt, CACHE_KDF), f"kiosk-pin-key:{badge_hmac}")
+    return {"pin_salt": salt.hex(), "pin_key_sealed": sealed}
+
+
+def remember_pin(conn: Connection, secret: PlantSecret, row: Any, badge: str, pin: str) -> None:
+    """Badge + PIN just checked: if the sealed PIN key is missing, make it now, and wrap this
+    person's signing keys for every station they are known at."""
+    if row.pin_key_sealed is not None:
+        return
+    made = person_secrets(secret, row.badge_hmac, badge, pin)
+    conn.execute(update(t.users).where(t.users.c.id == row.id).values(**made))
+    stations = conn.execute(
+        select(t.station_verifiers).where(t.station_verifiers.c.user_id == row.id)
+    ).all()
+    the_key = secret.unseal(made["pin_key_sealed"], _pin_key_context(row))
+    for entry in stations:
+        signing = secret.unseal(
+            entry.signing_key_sealed, _key_context(entry.station_id, row.id, "sign")
+        )
+        conn.execute(
+            update(t.station_verifiers)
+            .where(
+                t.station_verifiers.c.station_id == entry.station_id,
+                t.station_verifiers.c.user_id == row.id,
+            )
+            .values(
+                signing_key_wrapped=wrap(
+                    the_key, signing, cache_context(entry.station_id, row.id, "sign")
+                )
+            )
+        )
+
+
+def remember_badge(
+    conn: Connection, secret: PlantSecret, station: StationRef, row: Any, badge: str
+) -> None:
+    """The badge was just seen at `station`: give the person an entry in its offline cache, with
+    their own keys for this station. Made once (it costs an argon2 of the badge)."""
+    existing = conn.execute(
+        select(t.station_verifiers.c.user_id).where(
+            t.station_verifiers.c.station_id == station.id,
+            t.station_verifiers.c.user_id == row.id,
+        )
+    ).first()
+    if existing is not None:
+        return
+    salt = conn.execute(
+        select(t.stations.c.badge_salt).where(t.stations.c.id == station.id)
+    ).scalar_one()
+    found = badge_key(badge, bytes.fromhex(salt), CACHE_KDF)
+    actor, signing = os.urandom(32), os.urandom(32)
+    signing_wrapped = None
+    if row.pin_key_sealed is not None:
+        the_pin_key = secret.unseal(row.pin_key_sealed, _pin_key_context(row))
+        signing_wrapped = wrap(the_pin_key, signing, cache_context(station.id, row.id, "sign"))
+    entry = {
+        "station_id": station.id,
+        "user_id": row.id,
+        "verifier": found.verifier,
+        "actor_key_sealed": secret.seal(actor, _key_context(station.id, row.id, "act")),
+        "actor_key_wrapped": wrap(found.wrapping, actor, cache_context(station.id, row.id, "act")),
+        "signing_key_sealed": secret.seal(signing, _key_context(station.id, row.id, "sign")),
+        "signing_key_wrapped": signing_wrapped,
+    }
+    # Two badge-ins of one person at one station at the same moment (two server processes) must
+    # not both insert: a unique violation would abort the whole PostgreSQL transaction.
+    keys = ["station_id", "user_id"]
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    conn.execute(
+        dialect.insert(t.station_verifiers)
+        .values(**entry)
+        .on_conflict_do_nothing(index_elements=keys)
+    )
+
+
+# --- the offline credential cache, and the proofs made with it -------------------------------------
 
 
 def station_config(conn: Connection, station: StationRef) -> StationConfig:
@@ -206,74 +511,141 @@ def station_config(conn: Connection, station: StationRef) -> StationConfig:
     return StationConfig.model_validate_json(raw)
 
 
-def credential_cache(
-    conn: Connection, secret: PlantSecret, station: StationRef, now: datetime
-) -> CredentialCache:
-    """Verifiers of the people known at this station, keyed for this station only."""
-    key = secret.station_key(station.id)
+def credential_cache(conn: Connection, station: StationRef, now: datetime) -> CredentialCache:
+    """The entries of the people known at this station, made for this station only."""
     rows = conn.execute(
-        select(t.users, t.station_verifiers.c.verifier)
+        select(t.users, t.station_verifiers)
         .join(t.station_verifiers, t.station_verifiers.c.user_id == t.users.c.id)
         .where(t.station_verifiers.c.station_id == station.id, t.users.c.active.is_(True))
         .order_by(t.users.c.id)
-    )
-    people = []
-    for row in rows:
-        if not qualified(row, station.work_center):
-            continue
-        people.append(
-            CachedPerson(
-                person=views.person_from_row(row),
-                work_centers=tuple(row.work_centers.split(",")),
-                badge_verifier=row.verifier,
-                pin_hash=row.pin_hash,
-                locked=row.locked,
-            )
+    ).all()
+    people = [
+        CachedPerson(
+            person=person,
+            badge_verifier=row.verifier,
+            actor_key=row.actor_key_wrapped,
+            signing_key=row.signing_key_wrapped,
+            pin_salt=row.pin_salt,
+            locked=row.locked,
         )
-    conn.execute(insert(t.cache_issues).values(station_id=station.id, issued_at=now))
+        for row in rows
+        if rules.qualified(person := views.person_of(conn, row), station.work_center)
+    ]
+    window = station_config(conn, station).offline_window_hours
+    members = json.dumps([p.person.id for p in people])
+    cache_id = conn.execute(
+        insert(t.cache_issues)
+        .values(station_id=station.id, issued_at=now, window_hours=window, members=members)
+        .returning(t.cache_issues.c.id)
+    ).scalar_one()
+    salt = conn.execute(
+        select(t.stations.c.badge_salt).where(t.stations.c.id == station.id)
+    ).scalar_one()
     audit.append(
         conn,
         action="issue_credential_cache",
         entity=f"station:{station.name}",
         actor=None,
         station=station.name,
-        new={"people": len(people)},
+        new={"cache": cache_id, "people": len(people)},
     )
     return CredentialCache(
-        station_key=key.hex(),
+        id=cache_id,
+        station_id=station.id,
         issued_at=now,
-        window_hours=station_config(conn, station).offline_window_hours,
+        window_hours=window,
+        badge_salt=salt,
+        kdf=CACHE_KDF,
         people=tuple(people),
     )
 
 
-def accept_attestation(
-    conn: Connection, station: StationRef, proof: StationAttestation, offline: bool, now: datetime
+def _refuse_proof(detail: str, rule: str = "proof_invalid") -> Refusal:
+    return Refusal(rule, detail, 403)
+
+
+def verify_offline(
+    conn: Connection,
+    secret: PlantSecret,
+    station: StationRef,
+    user_id: int,
+    purpose: Purpose,
+    proof: OfflineProof,
+    action: Action,
+    now: datetime,
 ) -> Person:
-    """An offline signature stands if the station held a cache that was still valid when it signed."""
-    if not offline:
-        raise Refusal(
-            "attestation_online",
-            "A station may vouch for a signature only when it was offline.",
-            403,
+    """An offline proof stands if it names a cache this station was given, with the person in it,
+    made within that cache's window, with the MAC only their badge (and PIN) could make, once."""
+    cache = conn.execute(
+        select(t.cache_issues).where(t.cache_issues.c.id == proof.cache_id)
+    ).one_or_none()
+    if cache is None or cache.station_id != station.id:
+        raise _refuse_proof(
+            "This offline proof was not made with a credential cache of this station."
         )
-    window = timedelta(hours=station_config(conn, station).offline_window_hours)
-    issued = conn.execute(
-        select(t.cache_issues.c.issued_at)
-        .where(t.cache_issues.c.station_id == station.id)
-        .order_by(t.cache_issues.c.id.desc())
-    ).scalars()
-    signed = audit.micros(proof.verified_at)
-    assert signed is not None
-    span, skew = int(window.total_seconds() * 1_000_000), CLOCK_SKEW_MICROS
-    valid = any(
-        (start := audit.micros(at)) is not None and start - skew <= signed <= start + span
-        for at in issued
-    )
-    if not valid or signed > (audit.micros(now) or 0) + skew:
+    if user_id not in json.loads(cache.members):
+        raise _refuse_proof(
+            "The person named was not in this station's offline credential cache: only people "
+            "who signed in here online can be identified here offline.",
+            "not_in_cache",
+        )
+    _ensure_in_window(cache, action.station_time, now)
+    entry = conn.execute(
+        select(t.station_verifiers).where(
+            t.station_verifiers.c.station_id == station.id,
+            t.station_verifiers.c.user_id == user_id,
+        )
+    ).one_or_none()
+    if entry is None:
+        raise _refuse_proof(
+            "This person's offline keys for this station were withdrawn.", "not_in_cache"
+        )
+    sealed = entry.actor_key_sealed if purpose == "act" else entry.signing_key_sealed
+    key = secret.unseal(sealed, _key_context(station.id, user_id, purpose))
+    expected = action_mac(key, purpose, station.id, proof.nonce, action)
+    if not secrets.compare_digest(expected, proof.mac):
+        made_with = "badge" if purpose == "act" else "badge and PIN"
+        raise _refuse_proof(
+            f"The offline proof does not match this action: it was not made with this person's {made_with}."
+        )
+    _use_nonce(conn, station, proof.nonce)
+    person = active_person(conn, user_id)
+    if purpose == "sign":
+        security_event(
+            conn,
+            station,
+            "offline_signature",
+            f"{person.name} signed {action.kind.replace('_', ' ')} on {action.traveler} offline",
+            now,
+        )
+    return person
+
+
+def _ensure_in_window(cache: Any, when: datetime | None, now: datetime) -> None:
+    if when is None:
+        raise _refuse_proof("An offline proof needs the station's time of the action.")
+    start = cache.issued_at - CLOCK_SKEW
+    end = cache.issued_at + timedelta(hours=cache.window_hours) + CLOCK_SKEW
+    moment = audit.micros(when)
+    assert moment is not None
+    in_window = audit.micros(start) <= moment <= audit.micros(end)  # type: ignore[operator]
+    if not in_window or moment > (audit.micros(now + CLOCK_SKEW) or 0):
         raise Refusal(
             "offline_window_expired",
-            "This offline signature was made outside the station's credential window; "
+            "This was recorded offline outside the station's credential window; "
             "a supervisor must re-do it.",
         )
-    return active_person(conn, proof.signer_id)
+
+
+def _use_nonce(conn: Connection, station: StationRef, nonce: str) -> None:
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    fresh = conn.execute(
+        dialect.insert(t.proof_nonces)
+        .values(station_id=station.id, nonce=nonce)
+        .on_conflict_do_nothing(index_elements=["station_id", "nonce"])
+        .returning(t.proof_nonces.c.nonce)
+    ).first()
+    if fresh is None:
+        raise _refuse_proof(
+            "This offline proof was already used: each is good for one action.", "proof_replayed"
+        )

@@ -16,11 +16,23 @@ from pathlib import Path
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
-from kiosk.identity import badge_verifier
+from kiosk.identity import badge_verifier, unwrap, wrap
+from kiosk.wire import KdfParams
 
 # OWASP's minimum argon2id profile (m=19 MiB, t=2, p=1): about 25 ms here, affordable on a thin
 # client, and a 4-6 digit PIN is protected by the online lockout rather than by hash cost anyway.
 _PIN_HASHER = PasswordHasher(time_cost=2, memory_cost=19456, parallelism=1)
+# The same cost for every guess at a badge, or a badge's PIN, against a stolen station cache.
+CACHE_KDF = KdfParams(time_cost=2, memory_kib=65536, parallelism=1)
+
+# Test rigs only: the test suite sets KIOSK_ARGON2_FLOOR=1 for itself and every process it starts,
+# so its thousands of badge-ins and enrolments cost argon2 at the floor the wire allows rather than
+# minutes of CPU. A plant never sets it: keys derived under one cost open only under that cost, and
+# `kiosk serve` warns when it is set.
+ARGON2_FLOOR = os.environ.get("KIOSK_ARGON2_FLOOR") == "1"
+if ARGON2_FLOOR:
+    _PIN_HASHER = PasswordHasher(time_cost=1, memory_cost=8192, parallelism=1)
+    CACHE_KDF = KdfParams(time_cost=1, memory_kib=8192, parallelism=1)
 
 
 class PlantSecret:
@@ -54,6 +66,20 @@ class PlantSecret:
     def checkpoint_key(self) -> bytes:
         """MACs audit checkpoints: without it, a rewritten chain cannot be made to look sealed."""
         return hmac.new(self._key, b"audit-checkpoint", hashlib.sha256).digest()
+
+    def audit_key(self) -> bytes:
+        """MACs every audit record's hash, so the first record of a rewrite is named."""
+        return hmac.new(self._key, b"audit-record", hashlib.sha256).digest()
+
+    def _sealing_key(self) -> bytes:
+        return hmac.new(self._key, b"key-seal", hashlib.sha256).digest()
+
+    def seal(self, secret: bytes, context: str) -> str:
+        """Keep a key in the database that only this plant secret opens."""
+        return wrap(self._sealing_key(), secret, context)
+
+    def unseal(self, sealed: str, context: str) -> bytes:
+        return unwrap(self._sealing_key(), sealed, context)
 
     def station_key(self, station_id: int) -> bytes:
         """A key for one station's offline cache: useless at any other station."""

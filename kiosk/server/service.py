@@ -6,17 +6,23 @@ to `kiosk.rules` and the writes to `kiosk.server.domain`.
 
 from __future__ import annotations
 
+import os
 import secrets
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import partial
+from pathlib import Path
+from typing import Any
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, bindparam, delete, false, insert, select, update
 
 from kiosk import rules
 from kiosk.rules import Refusal
-from kiosk.server import audit, domain, fleet, idempotency, people, views
+from kiosk.server import audit, domain, fleet, idempotency, people, quality, views
 from kiosk.server import schema as t
+from kiosk.server.files import FileStore
+from kiosk.server.group_commit import GroupCommit
 from kiosk.server.security import PlantSecret, new_token, token_digest
 from kiosk.server.store import Store
 from kiosk.wire import (
@@ -26,6 +32,7 @@ from kiosk.wire import (
     ActionResult,
     AdminSession,
     BatchResult,
+    Checkpoint,
     CredentialCache,
     Credentials,
     Enrollment,
@@ -34,6 +41,8 @@ from kiosk.wire import (
     Person,
     PlantOverview,
     SignedAction,
+    SignedIn,
+    SignOut,
     StationConfig,
     StationInfo,
     Traveler,
@@ -57,34 +66,90 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+@dataclass(frozen=True)
+class Presented:
+    """A station token as a request presents it, checked inside the transaction that acts on it:
+    one indexed read where the action's transaction is open anyway, not a transaction of its own."""
+
+    token: str | None = field(repr=False)
+
+
+_BY_TOKEN = select(t.stations.c.id, t.stations.c.name, t.stations.c.work_center).where(
+    t.stations.c.token_sha256 == bindparam("digest"), t.stations.c.revoked == false()
+)
+
+
+def _station_of(conn: Connection, token: str) -> domain.StationRef:
+    row = conn.execute(_BY_TOKEN, {"digest": token_digest(token)}).one_or_none()
+    if row is None:
+        raise Unauthorized()
+    return domain.StationRef(row.id, row.name, row.work_center)
+
+
 class ExecutionService:
-    def __init__(self, store: Store, secret: PlantSecret, clock: Callable[[], datetime] = utcnow):
+    def __init__(
+        self,
+        store: Store,
+        secret: PlantSecret,
+        clock: Callable[[], datetime] = utcnow,
+        *,
+        witness: Path | None = None,
+        files: FileStore | None = None,
+    ) -> None:
         self.store = store
         self.secret = secret
         self.clock = clock
+        self.witness = witness
+        """Where each signed checkpoint is also written, outside the database."""
+        self._files = files
+        self.group = GroupCommit(store)
+
+    @property
+    def files(self) -> FileStore:
+        """The plant's kept files (photos, drawings); a service built without one keeps none."""
+        if self._files is None:
+            raise Refusal("files_unavailable", "This server keeps no files.", 503)
+        return self._files
 
     # --- stations ---------------------------------------------------------------------------------
 
     def authenticate(self, token: str | None) -> domain.StationRef:
         if not token:
             raise Unauthorized()
-        with self.store.begin() as conn:
-            row = conn.execute(
-                select(t.stations).where(t.stations.c.token_sha256 == token_digest(token))
-            ).one_or_none()
-        if row is None or row.revoked:
+        with self.store.read() as conn:
+            return _station_of(conn, token)
+
+    def _station_and_answers(
+        self, conn: Connection, who: domain.StationRef | Presented, keys: list[str]
+    ) -> tuple[domain.StationRef, dict[str, Any]]:
+        """The station, and the answers it was already given for `keys`."""
+        if isinstance(who, domain.StationRef) or not who.token:
+            station = self._station(conn, who)
+            return station, idempotency.prefetch(conn, station, keys)
+        found, known = idempotency.station_and_answers(conn, token_digest(who.token), keys)
+        if found is None:
             raise Unauthorized()
-        return domain.StationRef(row.id, row.name, row.work_center)
+        return found, known
+
+    def _station(self, conn: Connection, who: domain.StationRef | Presented) -> domain.StationRef:
+        """The station, its token checked in the transaction of the request it came with."""
+        if isinstance(who, domain.StationRef):
+            return who
+        if not who.token:
+            raise Unauthorized()
+        return _station_of(conn, who.token)
 
     def station_info(self, station: domain.StationRef) -> StationInfo:
-        with self.store.begin() as conn:
+        with self.store.read() as conn:
             row = conn.execute(select(t.stations).where(t.stations.c.id == station.id)).one()
+            codes = quality.settings(conn).defect_codes
         return StationInfo(
             id=row.id,
             name=row.name,
             work_center=row.work_center,
             config_version=row.config_version,
             config=StationConfig.model_validate_json(row.config),
+            defect_codes=codes,
         )
 
     def add_station(self, name: str, work_center: str) -> str:
@@ -121,7 +186,7 @@ class ExecutionService:
         return int(
             conn.execute(
                 insert(t.stations)
-                .values(name=name, work_center=work_center)
+                .values(name=name, work_center=work_center, badge_salt=os.urandom(16).hex())
                 .returning(t.stations.c.id)
             ).scalar_one()
         )
@@ -166,21 +231,44 @@ class ExecutionService:
         return self.enroll(self.add_station(name, work_center)).token
 
     def revoke_station(self, name: str) -> None:
+        """Its token stops working at once, and whatever it holds for offline work with it: its
+        person sessions end and the keys in its credential cache are withdrawn."""
         with self.store.begin() as conn:
-            conn.execute(
+            station_id = conn.execute(
                 update(t.stations)
                 .where(t.stations.c.name == name)
                 .values(revoked=True, token_sha256=None)
-            )
+                .returning(t.stations.c.id)
+            ).scalar()
+            if station_id is not None:
+                ref = domain.StationRef(int(station_id), name, "")
+                people.end_sessions(conn, ref, self.clock(), "station_revoked")
+                conn.execute(
+                    delete(t.station_verifiers).where(
+                        t.station_verifiers.c.station_id == station_id
+                    )
+                )
             audit.append(
                 conn, action="revoke_station", entity=f"station:{name}", actor=None, station=None
             )
 
     # --- people -----------------------------------------------------------------------------------
 
-    def login(self, station: domain.StationRef, badge: str) -> Person:
+    def login(self, station: domain.StationRef, badge: str) -> SignedIn:
+        """An online badge-in: the person, and the session that proves them on actions here.
+
+        An unknown badge is counted against the station even though the caller is refused.
+        """
         with self.store.begin() as conn:
-            return people.badge_in(conn, self.secret, station, badge)
+            signed_in = people.badge_in(conn, self.secret, station, badge, self.clock())
+        if isinstance(signed_in, Refusal):
+            raise signed_in
+        return signed_in
+
+    def logout(self, station: domain.StationRef, body: SignOut) -> int:
+        """End a person session at this station (sign-out, idle lock); answers how many ended."""
+        with self.store.begin() as conn:
+            return people.end_sessions(conn, station, self.clock(), body.reason, body.session)
 
     def verify_credentials(self, station: domain.StationRef, creds: Credentials) -> Person:
         """Check badge + PIN. A wrong PIN is counted and committed even though the caller is refused."""
@@ -193,14 +281,9 @@ class ExecutionService:
     def _check(
         self, conn: Connection, station: domain.StationRef, creds: Credentials
     ) -> Person | Refusal:
-        row = people.badge_row(conn, self.secret, creds.badge, for_update=True)
-        if row.locked:
-            return people.locked_refusal(row.name)
-        refusal = people.check_pin(conn, station, row, creds.pin)
-        if refusal is not None:
-            return refusal
-        people.remember_verifier(conn, self.secret, station, row.id, creds.badge)
-        return views.person_from_row(row)
+        return people.check_credentials(
+            conn, self.secret, station, creds.badge, creds.pin, self.clock()
+        )
 
     def verify(self, station: domain.StationRef, creds: Credentials) -> Verified:
         """Badge + PIN checked now; the ticket lets a queued signature prove it without the PIN."""
@@ -212,7 +295,7 @@ class ExecutionService:
 
     def credential_cache(self, station: domain.StationRef) -> CredentialCache:
         with self.store.begin() as conn:
-            return people.credential_cache(conn, self.secret, station, self.clock())
+            return people.credential_cache(conn, station, self.clock())
 
     def unlock(self, station: domain.StationRef, key: str, request: UnlockUser) -> tuple[int, str]:
         def work(conn: Connection, signer: Person | None) -> WireModel:
@@ -240,17 +323,22 @@ class ExecutionService:
             identify = partial(self._check, station=station, creds=request.credentials)
             return idempotency.execute(conn, req, lambda c: identify(c), work).pair
 
-    def seal_audit(self) -> int | None:
-        """Sign a checkpoint of the audit chain's head (nothing to do if it is already sealed)."""
+    def seal_audit(self) -> Checkpoint | None:
+        """Sign a checkpoint of the audit chain's head (nothing to do if it is already sealed),
+        and write it to the witness file beside the plant secret as well."""
         with self.store.begin() as conn:
-            return audit.seal(conn, self.secret.checkpoint_key(), self.clock())
+            checkpoint = audit.seal(conn, self.secret.checkpoint_key(), self.clock())
+        if checkpoint is not None and self.witness is not None:
+            audit.append_witness(self.witness, checkpoint)
+        return checkpoint
 
     # --- the fleet --------------------------------------------------------------------------------
 
     def heartbeat(self, station: domain.StationRef, beat: Heartbeat) -> HeartbeatAnswer:
         with self.store.begin() as conn:
             version = fleet.record_heartbeat(conn, station, beat, self.clock())
-        return HeartbeatAnswer(config_version=version)
+            checkpoint = audit.latest_checkpoint(conn)
+        return HeartbeatAnswer(config_version=version, checkpoint=checkpoint)
 
     def admin_session(self, station: domain.StationRef, creds: Credentials) -> AdminSession:
         admin = self.verify_credentials(station, creds)
@@ -258,7 +346,7 @@ class ExecutionService:
             return fleet.open_session(conn, station, admin, self.clock())
 
     def overview(self, station: domain.StationRef, session: str | None) -> PlantOverview:
-        with self.store.begin() as conn:
+        with self.store.read() as conn:
             fleet.session_admin(conn, station, session, self.clock())
             return fleet.overview(conn, self.clock())
 
@@ -278,21 +366,34 @@ class ExecutionService:
 
     # --- reads ------------------------------------------------------------------------------------
 
-    def traveler(self, number: str) -> Traveler:
-        with self.store.begin() as conn:
-            return views.load_traveler(conn, number.strip().upper())
+    def traveler(self, number: str, **part: str | None) -> Traveler:
+        """The traveler; `operation=` or `first=`/`last=` (step numbers) for part of it."""
+        with self.store.read() as conn:
+            return views.load_traveler(conn, number.strip().upper(), **part)
 
-    def queue(self, station: domain.StationRef) -> list[TravelerSummary]:
-        with self.store.begin() as conn:
-            return views.queue(conn, station.work_center)
+    def queue(
+        self,
+        station: domain.StationRef,
+        *,
+        after: str | None = None,
+        search: str | None = None,
+        limit: int = views.QUEUE_PAGE,
+    ) -> list[TravelerSummary]:
+        with self.store.read() as conn:
+            return views.queue(conn, station.work_center, after=after, search=search, limit=limit)
 
     # --- actions ----------------------------------------------------------------------------------
 
     def perform(
-        self, station: domain.StationRef, key: str, action: Action, station_seq: int | None = None
+        self,
+        who: domain.StationRef | Presented,
+        key: str,
+        action: Action,
+        station_seq: int | None = None,
     ) -> tuple[int, str]:
         """Apply `action` once per idempotency key; return (HTTP status, JSON body)."""
         with self.store.begin() as conn:
+            station = self._station(conn, who)
             answer = self._perform(conn, station, key, action, station_seq, with_traveler=True)
             if answer.status < 400 and '"traveler"' not in answer.body:
                 # First delivered inside a batch, asked again alone: add the traveler now.
@@ -302,15 +403,23 @@ class ExecutionService:
                 return answer.status, full.model_dump_json()
             return answer.pair
 
-    def perform_batch(self, station: domain.StationRef, batch: ActionBatch) -> BatchResult:
+    def perform_batch(self, who: domain.StationRef | Presented, batch: ActionBatch) -> BatchResult:
         """Apply queued actions in the station's order, each on its own savepoint, in one
-        transaction: one commit (one fsync) per batch, and a refusal stops nothing."""
-        with self.store.begin() as conn:
+        transaction: one commit (one fsync) per batch at most, and a refusal stops nothing."""
+        keys = [q.key for q in batch.actions]
+
+        def deliver(conn: Connection) -> BatchResult:
+            station, known = self._station_and_answers(conn, who, keys)
             outcomes = tuple(
-                self._perform(conn, station, q.key, q.action, q.station_seq).outcome(q.key)
+                self._perform(conn, station, q.key, q.action, q.station_seq, known=known).outcome(
+                    q.key
+                )
                 for q in batch.actions
             )
-        return BatchResult(outcomes=outcomes)
+            return BatchResult(outcomes=outcomes)
+
+        # Batches delivered by other stations at the same moment share the transaction.
+        return self.group.run(deliver)
 
     def _perform(
         self,
@@ -321,6 +430,7 @@ class ExecutionService:
         seq: int | None,
         *,
         with_traveler: bool = False,
+        known: dict[str, Any] | None = None,
     ) -> idempotency.Answer:
         now = self.clock()
 
@@ -329,19 +439,23 @@ class ExecutionService:
             return None if creds is None else self._check(conn, station, creds)
 
         def work(conn: Connection, verified: Person | None) -> WireModel:
+            # Inside the action's savepoint: a refusal later on gives back a proof's nonce or
+            # ticket, so the same proven action can be re-done once.
+            actor, actor_offline = people.prove_actor(conn, self.secret, station, action, now)
+            signer, signer_offline = self._signer(conn, station, action, verified, now)
             change = domain.Change(
                 conn=conn,
                 station=station,
-                actor=domain.load_person(conn, action.actor_id),
-                signer=self._signer(conn, station, action, verified, now),
+                actor=actor,
+                signer=signer,
                 now=now,
                 station_time=action.station_time,
-                offline=action.offline,
+                offline=action.offline or actor_offline or signer_offline,
             )
             return domain.apply(change, action, with_traveler=with_traveler)
 
         return idempotency.execute(
-            conn, idempotency.Request(station, key, action, seq, now), identify, work
+            conn, idempotency.Request(station, key, action, seq, now, known), identify, work
         )
 
     def _signer(
@@ -351,17 +465,31 @@ class ExecutionService:
         action: Action,
         verified: Person | None,
         now: datetime,
-    ) -> Person | None:
+    ) -> tuple[Person | None, bool]:
+        """Who signs, from proof; and whether the proof was made offline."""
         if not isinstance(action, SignedAction):
-            return None
+            return None, False
+        if action.proofs() > 1:
+            raise Refusal(
+                "signature_proof_ambiguous",
+                "A signature carries one proof of its signer: badge and PIN, a ticket, or an "
+                "offline proof.",
+                422,
+            )
+        offline = False
         if action.ticket is not None:
             signer = people.redeem_ticket(conn, station, action.ticket, now)
         elif action.attestation is not None:
-            signer = people.accept_attestation(
-                conn, station, action.attestation, action.offline, now
+            proof = action.attestation
+            signer = people.verify_offline(
+                conn, self.secret, station, proof.signer_id, "sign", proof, action, now
             )
-        else:
-            assert verified is not None
+            offline = True
+        elif verified is not None:
             signer = verified
-        people.ensure_qualified(conn, signer, station)
-        return signer
+        else:
+            raise Refusal(
+                "signature_unproven", "A signature needs the signer's badge and PIN.", 403
+            )
+        rules.ensure_qualified(signer, station.work_center)
+        return signer, offline

@@ -3,14 +3,39 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from dataclasses import dataclass
+from functools import partial
 from typing import Any
 from weakref import WeakKeyDictionary
 
-from sqlalchemy import Connection, Engine, RowMapping, Table, func, select
+from sqlalchemy import (
+    Connection,
+    Engine,
+    RowMapping,
+    Table,
+    bindparam,
+    exists,
+    false,
+    func,
+    or_,
+    select,
+    update,
+)
 
 from kiosk import rules
+from kiosk.server import (  # each reads people's names with NameLookup, below
+    andon,
+    corrections,
+    documents,
+    labour,
+    redlines,
+)
 from kiosk.server import schema as t
 from kiosk.wire import (
+    Action,
+    Asset,
+    AssetKind,
+    Certification,
     DataItem,
     Hold,
     ItemKind,
@@ -35,7 +60,29 @@ class NotFound(rules.Refusal):
 
 
 def person_from_row(row: RowMapping | Any) -> Person:
-    return Person(id=row.id, name=row.name, roles=tuple(Role(r) for r in row.roles.split(",")))
+    return Person(
+        id=row.id,
+        name=row.name,
+        roles=tuple(Role(r) for r in row.roles.split(",")),
+        work_centers=tuple(row.work_centers.split(",")),
+    )
+
+
+_CERTIFICATIONS = (
+    select(t.certifications.c.operation, t.certifications.c.expires)
+    .where(t.certifications.c.user_id == bindparam("user"))
+    .order_by(t.certifications.c.operation)
+)
+
+
+def person_of(conn: Connection, row: RowMapping | Any) -> Person:
+    """The person with their certifications: what the rules of an action they take need."""
+    person = person_from_row(row)
+    certs = conn.execute(_CERTIFICATIONS, {"user": row.id}).all()
+    if not certs:
+        return person
+    held = tuple(Certification(operation=c.operation, expires=c.expires) for c in certs)
+    return person.model_copy(update={"certifications": held})
 
 
 class Names(dict[int, str]):
@@ -77,18 +124,151 @@ class NameLookup:
         return self._stations.lookup(self.conn, station_id)
 
 
+_HELD = t.holds.alias("held")
+_HOLD_NCR = t.ncrs.alias("hold_ncr")
+_FIRST_ACTIVE_HOLD = (
+    select(func.min(t.holds.c.id))
+    .where(t.holds.c.traveler_id == t.travelers.c.id, t.holds.c.released_signature_id.is_(None))
+    .correlate(t.travelers)
+    .scalar_subquery()
+)
+# A maintenance task's asset and task number (none on a production traveler).
+_ASSET_COLUMNS = (
+    t.assets.c.code.label("asset_code"),
+    t.assets.c.kind.label("asset_kind"),
+    t.assets.c.description.label("asset_description"),
+    t.asset_tasks.c.task,
+)
+# Most travelers never have an NCR: then their NCRs need no query of their own.
+_HAS_NCR = exists().where(t.ncrs.c.traveler_id == t.travelers.c.id).correlate(t.travelers)
+# The traveler with its work order and its hold (if any) in one read.
+_TRAVELER = (
+    select(
+        t.travelers,
+        t.work_orders.c.number.label("wo_number"),
+        t.work_orders.c.part_number,
+        t.work_orders.c.part_name,
+        _HELD.c.id.label("hold_id"),
+        _HELD.c.reason.label("hold_reason"),
+        _HELD.c.placed_by.label("hold_placed_by"),
+        _HELD.c.placed_at.label("hold_placed_at"),
+        _HOLD_NCR.c.number.label("hold_ncr_number"),
+        _HAS_NCR.label("has_ncr"),
+        *_ASSET_COLUMNS,
+    )
+    .join(t.work_orders, t.work_orders.c.id == t.travelers.c.work_order_id)
+    .outerjoin(_HELD, _HELD.c.id == _FIRST_ACTIVE_HOLD)
+    .outerjoin(_HOLD_NCR, _HOLD_NCR.c.id == _HELD.c.ncr_id)
+    .outerjoin(t.asset_tasks, t.asset_tasks.c.traveler_id == t.travelers.c.id)
+    .outerjoin(t.assets, t.assets.c.id == t.asset_tasks.c.asset_id)
+    .where(t.travelers.c.number == bindparam("number"))
+)
+# Serialises actions on one traveler across server processes (PostgreSQL row lock).
+_TRAVELER_LOCKED = _TRAVELER.with_for_update(of=t.travelers)
+
+
 def traveler_row(conn: Connection, number: str, *, lock: bool = False) -> RowMapping:
-    query = select(t.travelers).where(t.travelers.c.number == number)
-    if lock:
-        # Serialises actions on one traveler across server processes (PostgreSQL row lock).
-        query = query.with_for_update()
-    row = conn.execute(query).mappings().one_or_none()
+    """The traveler's row, with its work order's number, part number and part name."""
+    query = _TRAVELER_LOCKED if lock else _TRAVELER
+    row = conn.execute(query, {"number": number}).mappings().one_or_none()
     if row is None:
         raise NotFound(f"Traveler {number}")
     return row
 
 
-def recorded_value(row: Any, names: NameLookup) -> RecordedValue:
+def for_action(conn: Connection, trav: RowMapping, action: Action) -> Traveler:
+    """The traveler as an action's rules see it: the step it touches and the first earlier step
+    not yet complete (what the predecessor rule names), its hold and NCRs; never every step, so
+    an action costs the same on a traveler of 6 steps or 5,000. A void reads every step: no
+    later step's signature may rely on the one voided (rare, and worth the read)."""
+    if action.kind == "void_signature":
+        return _build(conn, trav, None)
+    return _build(conn, trav, _wanted_steps(action))
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A steps query built once, and what to run it with (besides the traveler's id)."""
+
+    query: Any
+    params: dict[str, Any]
+    floor: bool = True
+    """Whether the rules read who is clocked on and the open help or stop requests."""
+    documents: bool = True
+    """Whether the steps' documents are read (a signature's content names them)."""
+
+
+# Kinds whose rules read neither who is clocked on nor the open help and stop requests (a stop
+# shows as the traveler's hold, which is always read). Recording a value is most of what a plant
+# sends; every other kind, and any new one, sees all of it.
+WITHOUT_FLOOR = frozenset({"record_value"})
+
+
+def _wanted_steps(action: Action) -> Prepared:
+    item_id = getattr(action, "item_id", None)
+    step_id = getattr(action, "step_id", None)
+    floor = action.kind not in WITHOUT_FLOOR
+    docs = action.kind not in WITHOUT_FLOOR  # recording a value signs nothing: no documents
+    if item_id is not None:
+        return Prepared(_STEPS_OF_ITEM, {"target": item_id}, floor, docs)
+    if step_id is not None:
+        return Prepared(_STEPS_OF_STEP, {"target": step_id}, floor, docs)
+    return Prepared(_NO_STEPS, {}, floor, docs)
+
+
+_TARGET = t.steps.alias("target")
+_BEFORE = t.steps.alias("before")
+
+
+def _action_steps(by_item: bool) -> Any:
+    """The step an action touches and the first earlier one not yet complete."""
+    st = t.steps.c
+    target: Any = bindparam("target")
+    if by_item:
+        target = (
+            select(t.data_items.c.step_id)
+            .where(t.data_items.c.id == bindparam("target"))
+            .scalar_subquery()
+        )
+    outer, before = _TARGET, _BEFORE
+    target_seq = select(outer.c.seq).where(outer.c.id == target).scalar_subquery()
+    first_open = (
+        select(before.c.id)
+        .where(
+            before.c.traveler_id == st.traveler_id,
+            before.c.seq < target_seq,
+            before.c.status != StepStatus.COMPLETE.value,
+        )
+        .order_by(before.c.seq)
+        .limit(1)
+        .scalar_subquery()
+    )
+    return or_(st.id == target, st.id == first_open)
+
+
+def _steps_query(where: Any) -> Any:
+    op = t.operations.c
+    return (
+        select(
+            t.steps,
+            op.number.label("op_number"),
+            op.name.label("op_name"),
+            op.work_center,
+        )
+        .join(t.operations, op.id == t.steps.c.operation_id)
+        .where(t.steps.c.traveler_id == bindparam("traveler"), where)
+        .order_by(t.steps.c.seq)
+    )
+
+
+# Built once: building and keying these per action cost more than running them.
+_STEPS_OF_ITEM = _steps_query(_action_steps(by_item=True))
+_STEPS_OF_STEP = _steps_query(_action_steps(by_item=False))
+_NO_STEPS = _steps_query(false())
+
+
+def recorded_value(row: Any, names: NameLookup, corrects: str | None = None) -> RecordedValue:
+    """`corrects`: the value this one corrected, where it is a correction (row.reason)."""
     return RecordedValue(
         id=row.id,
         value=row.value,
@@ -98,6 +278,9 @@ def recorded_value(row: Any, names: NameLookup) -> RecordedValue:
         station_time=row.station_time,
         station=names.station(row.station_id),
         offline=row.offline,
+        corrects=corrects,
+        reason=row.reason,
+        deviation=row.deviation,
     )
 
 
@@ -112,65 +295,139 @@ def signature_manifest(row: Any, names: NameLookup) -> SignatureManifest:
         content_hash=row.content_hash,
         station_time=row.station_time,
         offline=row.offline,
+        void_reason=row.void_reason,
     )
 
 
-def load_traveler(conn: Connection, number: str) -> Traveler:
-    trav = conn.execute(
-        select(
-            t.travelers,
-            t.work_orders.c.number.label("wo_number"),
-            t.work_orders.c.part_number,
-            t.work_orders.c.part_name,
+def load_traveler(
+    conn: Connection,
+    number: str,
+    *,
+    operation: str | None = None,
+    first: str | None = None,
+    last: str | None = None,
+) -> Traveler:
+    """The traveler as the station shows it: every step, or those of one operation, or the steps
+    numbered `first` to `last` (inclusive), for a routing too long to fetch whole."""
+    trav = traveler_row(conn, number)
+    where: Any = None
+    st = t.steps.c
+    if operation is not None:
+        where = st.operation_id.in_(
+            select(t.operations.c.id).where(
+                t.operations.c.traveler_id == trav["id"], t.operations.c.number == operation
+            )
         )
-        .join(t.work_orders, t.work_orders.c.id == t.travelers.c.work_order_id)
-        .where(t.travelers.c.number == number)
-    ).one_or_none()
-    if trav is None:
-        raise NotFound(f"Traveler {number}")
+    if first is not None or last is not None:
+        bounds = [_seq_of(conn, trav["id"], n) for n in (first, last)]
+        low, high = bounds[0] or 0, bounds[1] or 2**31
+        where = st.seq.between(low, high) if where is None else where & st.seq.between(low, high)
+    return _build(conn, trav, where)
+
+
+def load_traveler_step(conn: Connection, traveler_id: int, step_id: int) -> Step:
+    """One step of a traveler, as the station shows it."""
+    number = conn.execute(
+        select(t.travelers.c.number).where(t.travelers.c.id == traveler_id)
+    ).scalar_one()
+    trav = _build(conn, traveler_row(conn, number), t.steps.c.id == step_id)
+    return trav.steps[0]
+
+
+def _seq_of(conn: Connection, traveler_id: int, number: str | None) -> int | None:
+    if number is None:
+        return None
+    seq = conn.execute(
+        select(t.steps.c.seq).where(
+            t.steps.c.traveler_id == traveler_id, t.steps.c.number == number
+        )
+    ).scalar()
+    if seq is None:
+        raise NotFound(f"Step {number}")
+    return int(seq)
+
+
+def _build(conn: Connection, trav: RowMapping, steps: Any) -> Traveler:
+    """The traveler from its row; only the steps matching `steps` (a condition), if given."""
     names = NameLookup(conn)
-    ops = conn.execute(
-        select(t.operations)
-        .where(t.operations.c.traveler_id == trav.id)
-        .order_by(t.operations.c.id)
-    ).all()
-    ncr_list = _ncrs(conn, trav.id, names)
-    steps = _steps(conn, trav.id, {o.id: o for o in ops}, names, ncr_list)
-    hold = _active_hold(conn, trav.id, names)
+    floor = not isinstance(steps, Prepared) or steps.floor
+    ncr_list = _ncrs(conn, trav["id"], names) if trav["has_ncr"] else []
+    step_rows = _step_rows(conn, trav["id"], steps)
+    docs = not isinstance(steps, Prepared) or steps.documents
+    steps_ = _steps(conn, step_rows, names, ncr_list, documents_too=docs)
+    hold = andon.marked(conn, _active_hold(trav, names))
+    ops = {r.operation_id: r for r in step_rows}  # every operation has steps
     return Traveler(
-        number=trav.number,
-        work_order=trav.wo_number,
-        part_number=trav.part_number,
-        part_name=trav.part_name,
-        serial=trav.serial,
-        lot=trav.lot,
-        status=rules.traveler_status(steps, hold is not None),
-        operations=tuple(
-            Operation(number=o.number, name=o.name, work_center=o.work_center) for o in ops
+        number=trav["number"],
+        work_order=trav["wo_number"],
+        part_number=trav["part_number"],
+        part_name=trav["part_name"],
+        serial=trav["serial"],
+        lot=trav["lot"],
+        status=rules.traveler_status(
+            steps_, hold is not None, rules.ended_by(n for n, _ in ncr_list)
         ),
-        steps=steps,
+        operations=tuple(
+            Operation(number=o.op_number, name=o.op_name, work_center=o.work_center)
+            for _, o in sorted(ops.items())
+        ),
+        steps=steps_,
         hold=hold,
         ncrs=tuple(n for n, _ in ncr_list),
+        labour=labour.open_entries(conn, trav["id"], names) if floor else (),
+        andon=andon.open_requests(conn, names, trav["id"]) if floor else (),
+        asset=_asset(trav),
+        task=trav["task"],
+        deviations=_deviations_of(conn, trav),
     )
+
+
+def _asset(trav: RowMapping) -> Asset | None:
+    if trav["asset_code"] is None:
+        return None
+    return Asset(
+        id=trav["asset_code"],
+        kind=AssetKind(trav["asset_kind"]),
+        description=trav["asset_description"],
+    )
+
+
+def _deviations_of(conn: Connection, trav: RowMapping) -> tuple[Any, ...]:
+    from kiosk.server import deviations  # it reads through this module
+
+    return deviations.for_traveler(conn, trav["number"], trav["part_number"])
+
+
+def _step_rows(conn: Connection, traveler_id: int, where: Any = None) -> list[Any]:
+    if isinstance(where, Prepared):
+        return list(conn.execute(where.query, {"traveler": traveler_id, **where.params}).all())
+    op = t.operations.c
+    query = (
+        select(
+            t.steps,
+            op.number.label("op_number"),
+            op.name.label("op_name"),
+            op.work_center,
+        )
+        .join(t.operations, op.id == t.steps.c.operation_id)
+        .where(t.steps.c.traveler_id == traveler_id)
+    )
+    if where is not None:
+        query = query.where(where)
+    return list(conn.execute(query.order_by(t.steps.c.seq)).all())
 
 
 def _steps(
     conn: Connection,
-    traveler_id: int,
-    ops: dict[int, Any],
+    step_rows: list[Any],
     names: NameLookup,
     ncr_list: list[tuple[Ncr, int | None]],
+    *,
+    documents_too: bool = True,
 ) -> tuple[Step, ...]:
-    step_rows = conn.execute(
-        select(t.steps).where(t.steps.c.traveler_id == traveler_id).order_by(t.steps.c.seq)
-    ).all()
     step_ids = [s.id for s in step_rows]
-    item_rows = conn.execute(
-        select(t.data_items)
-        .where(t.data_items.c.step_id.in_(step_ids))
-        .order_by(t.data_items.c.seq)
-    ).all()
-    latest, failed = _latest_values(conn, [i.id for i in item_rows], names)
+    item_rows = conn.execute(_ITEMS, {"steps": step_ids}).all() if step_ids else []
+    latest = {i.id: _latest(i, names) for i in item_rows if i.latest_value_id is not None}
     ncr_by_item = {item_id: ncr.number for ncr, item_id in ncr_list if item_id is not None}
     items_by_step: dict[int, list[DataItem]] = defaultdict(list)
     for i in item_rows:
@@ -184,12 +441,19 @@ def _steps(
                 lower=i.lower,
                 upper=i.upper,
                 required=i.required,
+                expected=i.expected,
                 latest=latest.get(i.id),
-                failed_before=i.id in failed,
+                failed_before=i.failed,
                 ncr_number=ncr_by_item.get(i.id),
             )
         )
     sigs = signatures_of(conn, "step", step_ids, names)
+    red = redlines.open_redlines(conn, step_ids, names)
+    voided: dict[int, list[SignatureManifest]] = {}
+    for step_id in [i for i, found in sigs.items() if any(s.void_reason for s in found)]:
+        build = partial(signature_manifest, names=names)
+        sigs[step_id], voided[step_id] = corrections.with_voids(conn, sigs[step_id], build)
+    docs = documents.of_steps(conn, (s.documents for s in step_rows)) if documents_too else {}
     return tuple(
         Step(
             id=s.id,
@@ -198,32 +462,96 @@ def _steps(
             instructions=s.instructions,
             revision=s.revision,
             inspection=s.inspection,
-            work_center=ops[s.operation_id].work_center,
+            work_center=s.work_center,
             status=StepStatus(s.status),
             items=tuple(items_by_step[s.id]),
             signatures=tuple(sigs[s.id]),
+            certification=s.certification,
+            redlines=red.get(s.id, ()),
+            voided=tuple(voided.get(s.id, ())),
+            documents=tuple(docs[ref] for ref in documents.refs_of(s.documents) if ref in docs),
         )
         for s in step_rows
     )
 
 
-def _latest_values(
-    conn: Connection, item_ids: list[int], names: NameLookup
-) -> tuple[dict[int, RecordedValue], set[int]]:
-    """The latest value of each item, and the items on which any value ever failed.
-
-    Two aggregate queries rather than every value: an item may have thousands of entries.
-    """
-    rv = t.recorded_values.c
-    newest = select(func.max(rv.id)).where(rv.item_id.in_(item_ids)).group_by(rv.item_id)
-    rows = conn.execute(select(t.recorded_values).where(rv.id.in_(newest)))
-    latest = {row.item_id: recorded_value(row, names) for row in rows}
-    failed = set(
-        conn.execute(
-            select(rv.item_id).where(rv.item_id.in_(item_ids), rv.passed.is_(False)).distinct()
-        ).scalars()
+_V = t.recorded_values.c
+_PRIOR = t.recorded_values.alias("prior")  # the value a correction corrected
+# Each item with its latest value, by the id the item keeps: one indexed read of the steps' items,
+# however many values an item has collected.
+_ITEMS = (
+    select(
+        t.data_items,
+        _V.value.label("v_value"),
+        _V.passed.label("v_passed"),
+        _V.user_id.label("v_user_id"),
+        _V.server_time.label("v_server_time"),
+        _V.station_time.label("v_station_time"),
+        _V.station_id.label("v_station_id"),
+        _V.offline.label("v_offline"),
+        _V.reason.label("v_reason"),
+        _PRIOR.c.value.label("v_corrects"),
+        _V.deviation.label("v_deviation"),
     )
-    return latest, failed
+    .outerjoin(t.recorded_values, _V.id == t.data_items.c.latest_value_id)
+    .outerjoin(_PRIOR, _PRIOR.c.id == _V.corrects_id)
+    .where(t.data_items.c.step_id.in_(bindparam("steps", expanding=True)))
+    .order_by(t.data_items.c.seq)
+)
+
+
+def _latest(item: Any, names: NameLookup) -> RecordedValue:
+    # The item's row carries its latest value's columns, each named with a `v_` in front.
+    return recorded_value(_Prefixed(item, "v_", id=item.latest_value_id), names, item.v_corrects)
+
+
+class _Prefixed:
+    """A row's `v_<name>` columns read as `<name>` (one builder for a value, however it was read)."""
+
+    def __init__(self, row: Any, prefix: str, **given: Any) -> None:
+        self._row, self._prefix, self._given = row, prefix, given
+
+    def __getattr__(self, name: str) -> Any:
+        if name in self._given:
+            return self._given[name]
+        return getattr(self._row, self._prefix + name)
+
+
+def _latest_values(
+    conn: Connection, value_ids: list[int], names: NameLookup
+) -> dict[int, RecordedValue]:
+    """The latest value of each item, by the ids the items keep: one indexed read, however many
+    values an item has collected."""
+    if not value_ids:
+        return {}
+    rows = conn.execute(select(t.recorded_values).where(t.recorded_values.c.id.in_(value_ids)))
+    return {row.item_id: recorded_value(row, names) for row in rows}
+
+
+# The reads of every action, built once: building and keying a statement costs more than
+# running it on an indexed lookup.
+_SIGNATURES = (
+    select(t.signatures)
+    .where(
+        t.signatures.c.subject == bindparam("subject"),
+        t.signatures.c.subject_id.in_(bindparam("ids", expanding=True)),
+    )
+    .order_by(t.signatures.c.id)
+)
+_NCRS = (
+    select(t.ncrs, t.steps.c.number.label("step_number"))
+    .outerjoin(t.steps, t.steps.c.id == t.ncrs.c.step_id)
+    .where(t.ncrs.c.traveler_id == bindparam("traveler"))
+    .order_by(t.ncrs.c.id)
+)
+_ACTIVE_HOLD = (
+    select(t.holds)
+    .where(
+        t.holds.c.traveler_id == bindparam("traveler"), t.holds.c.released_signature_id.is_(None)
+    )
+    .order_by(t.holds.c.id)
+    .limit(1)
+)
 
 
 def signatures_of(
@@ -232,102 +560,129 @@ def signatures_of(
     found: dict[int, list[SignatureManifest]] = defaultdict(list)
     if not ids:
         return found  # most travelers have no NCR: no query for their signatures
-    rows = conn.execute(
-        select(t.signatures)
-        .where(t.signatures.c.subject == subject, t.signatures.c.subject_id.in_(ids))
-        .order_by(t.signatures.c.id)
-    )
+    rows = conn.execute(_SIGNATURES, {"subject": subject, "ids": ids})
     for row in rows:
         found[row.subject_id].append(signature_manifest(row, names))
     return found
 
 
 def _ncrs(conn: Connection, traveler_id: int, names: NameLookup) -> list[tuple[Ncr, int | None]]:
-    rows = conn.execute(
-        select(t.ncrs, t.steps.c.number.label("step_number"))
-        .outerjoin(t.steps, t.steps.c.id == t.ncrs.c.step_id)
-        .where(t.ncrs.c.traveler_id == traveler_id)
-        .order_by(t.ncrs.c.id)
-    ).all()
-    signed = signatures_of(conn, "ncr", [r.id for r in rows], names)
-    return [
-        (
-            Ncr(
-                number=r.number,
-                step_number=r.step_number,
-                description=r.description,
-                defect_code=r.defect_code,
-                quantity=r.quantity,
-                status="dispositioned" if r.disposition else "open",
-                disposition=r.disposition,
-                raised_by=names.user(r.raised_by),
-                raised_at=r.raised_at,
-                disposition_signature=next(iter(signed.get(r.id, [])), None),
-            ),
-            r.item_id,
+    rows = conn.execute(_NCRS, {"traveler": traveler_id}).all()
+    signed = {
+        s.id: s for found in signatures_of(conn, "ncr", [r.id for r in rows], names).values()
+        for s in found
+    }  # fmt: skip
+    ncr_list = []
+    for r in rows:
+        ncr = Ncr(
+            number=r.number,
+            step_number=r.step_number,
+            description=r.description,
+            defect_code=r.defect_code,
+            quantity=r.quantity,
+            status="open",
+            disposition=r.disposition,
+            raised_by=names.user(r.raised_by),
+            raised_at=r.raised_at,
+            disposition_signature=signed.get(r.disposition_signature_id),
+            rationale=r.rationale or "",
+            instructions=r.instructions or "",
+            approval_role=r.approval_role,
+            approval_signature=signed.get(r.approval_signature_id),
         )
-        for r in rows
-    ]
+        ncr_list.append((ncr.model_copy(update={"status": rules.ncr_status(ncr)}), r.item_id))
+    return ncr_list
 
 
 def active_hold_row(conn: Connection, traveler_id: int) -> Any:
-    return conn.execute(
-        select(t.holds)
-        .where(t.holds.c.traveler_id == traveler_id, t.holds.c.released_signature_id.is_(None))
-        .order_by(t.holds.c.id)
-        .limit(1)
-    ).first()
+    return conn.execute(_ACTIVE_HOLD, {"traveler": traveler_id}).first()
 
 
-def _active_hold(conn: Connection, traveler_id: int, names: NameLookup) -> Hold | None:
-    row = active_hold_row(conn, traveler_id)
-    if row is None:
+def _active_hold(trav: RowMapping, names: NameLookup) -> Hold | None:
+    """The hold read with the traveler's row (traveler_row)."""
+    if trav["hold_id"] is None:
         return None
-    ncr_number = None
-    if row.ncr_id is not None:
-        ncr_number = conn.execute(
-            select(t.ncrs.c.number).where(t.ncrs.c.id == row.ncr_id)
-        ).scalar_one()
     return Hold(
-        id=row.id,
-        reason=row.reason,
-        placed_by=names.user(row.placed_by),
-        placed_at=row.placed_at,
-        ncr_number=ncr_number,
+        id=trav["hold_id"],
+        reason=trav["hold_reason"],
+        placed_by=names.user(trav["hold_placed_by"]),
+        placed_at=trav["hold_placed_at"],
+        ncr_number=trav["hold_ncr_number"],
     )
 
 
-def queue(conn: Connection, work_center: str) -> list[TravelerSummary]:
-    """Travelers whose current step (the first not complete) is worked at `work_center`.
+QUEUE_PAGE = 500
+"""Travelers in one answer of the queue unless the station asks for fewer (at most QUEUE_MAX)."""
+QUEUE_MAX = 2000
 
-    A handful of set-based queries for the whole plant, whatever its size: every station asks
-    for its queue, and loading each traveler in full would grow with every traveler ever made.
+
+def keep_current_step(conn: Connection, traveler_id: int) -> None:
+    """Note the traveler's first step not yet complete: where its work stands."""
+    st = t.steps.c
+    first_open = (
+        select(st.id)
+        .where(st.traveler_id == traveler_id, st.status != StepStatus.COMPLETE.value)
+        .order_by(st.seq)
+        .limit(1)
+        .scalar_subquery()
+    )
+    conn.execute(
+        update(t.travelers)
+        .where(t.travelers.c.id == traveler_id)
+        .values(current_step_id=first_open)
+    )
+
+
+def queue(
+    conn: Connection,
+    work_center: str,
+    *,
+    after: str | None = None,
+    search: str | None = None,
+    limit: int = QUEUE_PAGE,
+) -> list[TravelerSummary]:
+    """Travelers whose current step (the first not complete) is worked at `work_center`, in
+    traveler number order: a page of `limit` after the number `after`, optionally only those
+    whose number, part number or serial starts with `search`.
+
+    Each traveler keeps its current step, so a page costs the same for a plant of 100 travelers
+    or 100,000: the travelers are walked in number order, never their steps.
     """
-    st, op = t.steps.c, t.operations.c
-    current = (
-        select(st.traveler_id, func.min(st.seq).label("seq"))
-        .where(st.status != StepStatus.COMPLETE.value)
-        .group_by(st.traveler_id)
-        .subquery()
-    )
-    rows = conn.execute(
+    st, op, tr, wo = t.steps.c, t.operations.c, t.travelers.c, t.work_orders.c
+    query = (
         select(
-            t.travelers.c.id,
-            t.travelers.c.number,
-            t.travelers.c.serial,
-            t.work_orders.c.number.label("wo"),
-            t.work_orders.c.part_number,
-            t.work_orders.c.part_name,
+            tr.id,
+            tr.number,
+            tr.serial,
+            wo.number.label("wo"),
+            wo.part_number,
+            wo.part_name,
             st.number.label("step_number"),
             st.title,
+            st.status.label("step_status"),
+            st.seq,
+            t.assets.c.code.label("asset"),
         )
-        .join(t.work_orders, t.work_orders.c.id == t.travelers.c.work_order_id)
-        .join(current, current.c.traveler_id == t.travelers.c.id)
-        .join(t.steps, (st.traveler_id == current.c.traveler_id) & (st.seq == current.c.seq))
+        .join(t.work_orders, wo.id == tr.work_order_id)
+        .join(t.steps, st.id == tr.current_step_id)
         .join(t.operations, op.id == st.operation_id)
+        .outerjoin(t.asset_tasks, t.asset_tasks.c.traveler_id == tr.id)
+        .outerjoin(t.assets, t.assets.c.id == t.asset_tasks.c.asset_id)
         .where(op.work_center == work_center)
-        .order_by(t.travelers.c.number)
-    ).all()
+    )
+    if after is not None:
+        query = query.where(tr.number > after)
+    if search:
+        prefix = search.strip().upper().replace("%", "").replace("_", "") + "%"
+        query = query.where(
+            or_(
+                tr.number.like(prefix),
+                wo.part_number.like(prefix),
+                tr.serial.like(prefix),
+                t.assets.c.code.like(prefix),  # a scan of the asset's label finds its tasks
+            )
+        )
+    rows = conn.execute(query.order_by(tr.number).limit(min(limit, QUEUE_MAX))).all()
     ids = [r.id for r in rows]
     held = set(
         conn.execute(
@@ -336,13 +691,9 @@ def queue(conn: Connection, work_center: str) -> list[TravelerSummary]:
             )
         ).scalars()
     )
-    started = set(
-        conn.execute(
-            select(st.traveler_id)
-            .where(st.traveler_id.in_(ids), st.status != StepStatus.NOT_STARTED.value)
-            .distinct()
-        ).scalars()
-    )
+    ended = _ended(conn, ids)
+    # Begun: the current step is under way, or a step before it is complete (steps count from 1).
+    started = {r.id for r in rows if r.step_status != StepStatus.NOT_STARTED.value or r.seq > 1}
     return [
         TravelerSummary(
             number=r.number,
@@ -350,11 +701,29 @@ def queue(conn: Connection, work_center: str) -> list[TravelerSummary]:
             part_number=r.part_number,
             part_name=r.part_name,
             serial=r.serial,
-            status=TravelerStatus.ON_HOLD
-            if r.id in held
-            else (TravelerStatus.IN_WORK if r.id in started else TravelerStatus.NOT_STARTED),
+            status=ended.get(r.id, _queued_status(r.id in held, r.id in started)),
             current_step=f"{r.step_number} {r.title}",
             work_center=work_center,
+            asset=r.asset,
         )
         for r in rows
     ]
+
+
+def _queued_status(held: bool, started: bool) -> TravelerStatus:
+    if held:
+        return TravelerStatus.ON_HOLD
+    return TravelerStatus.IN_WORK if started else TravelerStatus.NOT_STARTED
+
+
+def _ended(conn: Connection, traveler_ids: list[int]) -> dict[int, TravelerStatus]:
+    """Travelers of `traveler_ids` that an NCR's scrap or return-to-vendor ended."""
+    if not traveler_ids:
+        return {}
+    ending = {d.value: status for d, status in rules.ENDING.items()}
+    rows = conn.execute(
+        select(t.ncrs.c.traveler_id, t.ncrs.c.disposition).where(
+            t.ncrs.c.traveler_id.in_(traveler_ids), t.ncrs.c.disposition.in_(list(ending))
+        )
+    )
+    return {r.traveler_id: ending[r.disposition] for r in rows}

@@ -4,14 +4,18 @@ plant draws the same colours; this module is the only place where colours are sp
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 from textual.theme import Theme
+
+from kiosk.themes.console import on_linux_console
 
 THEME_DIR = Path(__file__).parent
 STYLESHEET = THEME_DIR / "kiosk.tcss"
 
 DEFAULT_THEME = "kiosk-dark"
+CONSOLE_THEME = "kiosk-console"
 
 THEMES: dict[str, Theme] = {
     theme.name: theme
@@ -48,7 +52,7 @@ THEMES: dict[str, Theme] = {
         # The Linux framebuffer console (TERM=linux) shows only the 8 base ANSI colours well:
         # no bright variants, no blending; meaning is always carried by text as well.
         Theme(
-            name="kiosk-console",
+            name=CONSOLE_THEME,
             ansi=True,
             primary="ansi_blue",
             secondary="ansi_cyan",
@@ -82,6 +86,14 @@ THEMES: dict[str, Theme] = {
 }
 
 
-def resolve(name: str | None) -> str:
-    """The registered theme for `name`, falling back to the default for unknown names."""
-    return name if name in THEMES else DEFAULT_THEME
+def resolve(name: str | None, environ: Mapping[str, str] | None = None) -> str:
+    """The registered theme for `name`, falling back to the default for unknown names.
+
+    On the Linux console (TERM=linux) a theme of 24-bit colours turns to mud, its shades mapped
+    onto 8: there the console theme is used, unless the server's config names a theme made for
+    8 colours (an ANSI theme) already.
+    """
+    chosen = name if name in THEMES else DEFAULT_THEME
+    if on_linux_console(environ) and not THEMES[chosen].ansi:
+        return CONSOLE_THEME
+    return chosen

@@ -6,6 +6,8 @@ from typing import Literal
 
 from textual.widgets import Static
 
+from kiosk.themes.console import shown
+
 Severity = Literal["ok", "info", "warning", "error"]
 SYMBOLS: dict[Severity, str] = {"ok": "✔", "info": "ℹ", "warning": "!", "error": "✘"}
 
@@ -36,7 +38,7 @@ class MessageLine(Static):
     def say(self, text: str, severity: Severity = "info") -> None:
         for name in SYMBOLS:
             self.set_class(name == severity, f"-{name}")
-        self.update(f"{SYMBOLS[severity]} {text}" if text else "")
+        self.update(f"{shown(SYMBOLS[severity])} {text}" if text else "")
 
     def clear(self) -> None:
         self.say("")

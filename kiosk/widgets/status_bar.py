@@ -25,6 +25,8 @@ class StatusBar(Widget):
     """Who is signed in, with their role."""
     online: reactive[bool | None] = reactive(None)
     """Backend reachable (True), unreachable (False), not known yet (None)."""
+    enrolled: reactive[bool] = reactive(True)
+    """False once the server refused this station's token: shown instead of ONLINE/OFFLINE."""
     waiting: reactive[int] = reactive(0)
     """Actions recorded on this station and not yet confirmed by the server."""
     refused: reactive[int] = reactive(0)
@@ -34,11 +36,22 @@ class StatusBar(Widget):
     clock: reactive[str] = reactive("")
     """Wall-clock time shown at the right."""
 
+    def on_mount(self) -> None:
+        # The app's connection status is the one value; every bar follows it (a bar on a
+        # screen pushed later starts from it too).
+        if hasattr(type(self.app), "online"):
+            self.watch(self.app, "online", self._follow, init=True)
+
+    def _follow(self, online: bool | None) -> None:
+        self.online = online
+
     def watch_online(self, online: bool | None) -> None:
         self.set_class(online is False, "-offline")
 
     def render(self) -> Text:
-        if self.online is None:
+        if not self.enrolled:
+            backend = "✘ NOT ENROLLED"
+        elif self.online is None:
             backend = "… connecting"
         else:
             backend = "● ONLINE" if self.online else "✘ OFFLINE"

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from rich.text import Text
+from textual.message import Message
 from textual.widgets import OptionList
 from textual.widgets.option_list import Option
 
+from kiosk.themes.console import shown
 from kiosk.wire import Step, StepStatus
 
 MARKS: dict[StepStatus, str] = {
@@ -18,7 +20,9 @@ MARKS: dict[StepStatus, str] = {
 
 def step_label(step: Step) -> Text:
     label = Text(
-        f"{MARKS[step.status]} {step.number} {step.title}", no_wrap=True, overflow="ellipsis"
+        f"{shown(MARKS[step.status])} {step.number} {step.title}",
+        no_wrap=True,
+        overflow="ellipsis",
     )
     if step.status is StepStatus.COMPLETE:
         label.stylize("dim")
@@ -26,7 +30,18 @@ def step_label(step: Step) -> Text:
 
 
 class StepList(OptionList):
-    """Steps in order; the highlighted one is shown in detail beside it."""
+    """Steps in order; the highlighted one is shown in detail beside it.
+
+    A long traveler is listed one operation at a time: the arrows past either end ask for the
+    operation before or after (`PastEnd`), where a plain list would wrap round.
+    """
+
+    class PastEnd(Message):
+        """Up on the first step (`direction` -1) or down on the last (+1)."""
+
+        def __init__(self, direction: int) -> None:
+            super().__init__()
+            self.direction = direction
 
     DEFAULT_CSS = """
     StepList {
@@ -47,6 +62,18 @@ class StepList(OptionList):
         index = next((n for n, s in enumerate(steps) if s.id == highlight), 0)
         if steps:
             self.highlighted = index
+
+    def action_cursor_up(self) -> None:
+        if self.highlighted == 0:
+            self.post_message(self.PastEnd(-1))
+        else:
+            super().action_cursor_up()
+
+    def action_cursor_down(self) -> None:
+        if self.highlighted is not None and self.highlighted == self.option_count - 1:
+            self.post_message(self.PastEnd(1))
+        else:
+            super().action_cursor_down()
 
     def highlighted_step_id(self) -> int | None:
         if self.highlighted is None:

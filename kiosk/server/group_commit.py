@@ -1,0 +1,107 @@
+"""Group commit: the batches that stations deliver at the same moment share one transaction.
+
+A plant's stations deliver at once, and every write transaction ends in a durable commit (an
+fsync on SQLite, a WAL flush on PostgreSQL) and extends the audit chain, which is serial: its
+head row is held from the moment a transaction appends until it commits. One transaction per
+delivery makes every delivery wait for all the commits queued before it.
+
+Here a delivery is queued as a job; whichever thread gets the turn takes every job queued by then
+(at most MOST_JOBS), runs each on its own savepoint inside one transaction, commits once, and only
+then hands each job its answer. So nothing is answered before it is durable, a job that fails
+(a refused token, a bug) rolls back alone, and the chain is extended once per group. A job runs
+in the context (request id) of the request it came from, on the thread that has the turn.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Generic, TypeVar
+
+from sqlalchemy import Connection
+
+from kiosk.server import audit
+from kiosk.server.store import Store
+
+T = TypeVar("T")
+
+MOST_JOBS = 50
+"""Deliveries in one transaction at most: a station's batch holds up to 500 actions, and a group
+that grew without bound would hold its answers back for as long."""
+
+
+@dataclass(eq=False)
+class _Job(Generic[T]):
+    work: Callable[[Connection], T]
+    context: contextvars.Context = field(default_factory=contextvars.copy_context)
+    done: bool = False
+    value: T | None = None
+    error: BaseException | None = None
+
+
+class GroupCommit:
+    """One write transaction for the jobs that arrive while the last one commits."""
+
+    def __init__(self, store: Store, most: int = MOST_JOBS) -> None:
+        self.store = store
+        self.most = most
+        self._changed = threading.Condition()
+        self._queued: list[_Job[object]] = []
+        self._leading = False
+
+    def run(self, work: Callable[[Connection], T]) -> T:
+        """`work(conn)` inside a shared write transaction; its answer once that has committed.
+        Whatever `work` raises is raised here, after its savepoint was rolled back."""
+        job: _Job[T] = _Job(work)
+        with self._changed:
+            self._queued.append(job)  # type: ignore[arg-type]
+        while not job.done:
+            with self._changed:
+                # A job taken into a group is answered the moment that group commits: its
+                # thread never waits for the turn after it.
+                while self._leading and not job.done:
+                    self._changed.wait()
+                if job.done:
+                    break
+                self._leading = True
+                jobs, self._queued = self._queued[: self.most], self._queued[self.most :]
+            try:
+                self._commit(jobs)
+            finally:
+                with self._changed:
+                    self._leading = False
+                    self._changed.notify_all()
+        if job.error is not None:
+            raise job.error
+        return job.value  # type: ignore[return-value]
+
+    def _commit(self, jobs: list[_Job[object]]) -> None:
+        committed = False
+        failure: BaseException | None = None
+        try:
+            with self.store.begin() as conn:
+                if len(jobs) == 1:  # alone: its own transaction is its savepoint
+                    jobs[0].value = jobs[0].context.run(jobs[0].work, conn)
+                else:
+                    for job in jobs:
+                        _run_on_savepoint(conn, job)
+            committed = True
+        except BaseException as exc:
+            failure = exc
+            raise
+        finally:
+            for job in jobs:
+                if not committed:
+                    # Nothing of the group stands: every job fails as the commit did.
+                    job.value, job.error = None, failure
+                job.done = True
+
+
+def _run_on_savepoint(conn: Connection, job: _Job[object]) -> None:
+    try:
+        with audit.savepoint(conn):
+            job.value = job.context.run(job.work, conn)
+    except Exception as exc:
+        job.error = exc

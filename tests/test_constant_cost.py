@@ -1,0 +1,195 @@
+"""An action costs the same whatever the traveler's size or history: the same SQL statements for a
+value recorded on a 6-step traveler, on a 1,000-step one, and on an item with 1,000 values; a
+delivered batch costs one commit, and deliveries that arrive together share one."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import event
+
+from kiosk.rules import Refusal
+from kiosk.server import erp
+from kiosk.server.service import ExecutionService, Presented
+from kiosk.wire import ActionBatch, ItemKind, QueuedAction, RecordValue
+from tests.helpers import ServiceFloor, new_key, step_of
+
+
+@contextmanager
+def statements(service: ExecutionService) -> Iterator[list[str]]:
+    seen: list[str] = []
+
+    def count(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        seen.append(statement)
+
+    event.listen(service.store.engine, "before_cursor_execute", count)
+    try:
+        yield seen
+    finally:
+        event.remove(service.store.engine, "before_cursor_execute", count)
+
+
+def long_traveler(service: ExecutionService, steps: int) -> None:
+    spec = {
+        "number": "WO-LONG", "part_number": "L-1", "part_name": "Long part", "quantity": 1,
+        "travelers": [{"number": "TRV-LONG"}],
+        "routing": [{"number": "10", "name": "All", "work_center": "ASSEMBLY", "steps": [
+            {"number": f"10.{n}", "title": f"Step {n}", "instructions": "Note it.",
+             "items": [{"label": "Note", "kind": ItemKind.TEXT.value}]}
+            for n in range(1, steps + 1)]}],
+    }  # fmt: skip
+    with service.store.begin() as conn:
+        erp.load(conn, erp.PlantImport.model_validate({"work_orders": [spec]}))
+
+
+def record_once(floor: ServiceFloor, traveler: str, step: str, label: str, value: str) -> int:
+    """Statements of delivering one value in a batch, as a station's sender does."""
+    trav = floor.service.traveler(traveler)
+    action = floor.proven(floor.record("ana", trav, step, label, value))
+    action = action.model_copy(update={"station_time": datetime.now(UTC)})
+    batch = ActionBatch(actions=(QueuedAction(key=new_key(), station_seq=1, action=action),))
+    with statements(floor.service) as seen:
+        (outcome,) = floor.service.perform_batch(floor.station, batch).outcomes
+    assert outcome.status == 200, outcome
+    return len(seen)
+
+
+def test_recording_a_value_costs_the_same_on_6_and_1000_steps(service: ExecutionService) -> None:
+    long_traveler(service, 1000)
+    floor = ServiceFloor(service)
+    floor.do(floor.start("ana", service.traveler("TRV-1001"), "10.1"))
+    floor.do(floor.start("ben", service.traveler("TRV-LONG"), "10.1"))  # one step per person
+    short = record_once(floor, "TRV-1001", "10.1", "Kit complete per pick list", "ack")
+    long = record_once(floor, "TRV-LONG", "10.1", "Note", "first")
+    assert short == long
+
+
+def test_recording_costs_the_same_after_1000_values_on_the_item(service: ExecutionService) -> None:
+    long_traveler(service, 6)
+    floor = ServiceFloor(service)
+    trav = floor.do(floor.start("ana", service.traveler("TRV-LONG"), "10.1")).traveler
+    record_once(floor, "TRV-LONG", "10.1", "Note", "note 0")
+    first = record_once(floor, "TRV-LONG", "10.1", "Note", "note 1")  # with one value before it
+    item = step_of(trav, "10.1").items[0]
+    for start in range(0, 1000, 100):
+        values = [
+            QueuedAction(
+                key=new_key(),
+                station_seq=start + n + 2,
+                action=floor.proven(
+                    RecordValue(
+                        actor_id=floor.ids["ana"],
+                        traveler="TRV-LONG",
+                        item_id=item.id,
+                        value=f"note {start + n}",
+                        station_time=datetime.now(UTC),
+                    )
+                ),
+            )  # fmt: skip
+            for n in range(100)
+        ]
+        service.perform_batch(floor.station, ActionBatch(actions=tuple(values)))
+    assert record_once(floor, "TRV-LONG", "10.1", "Note", "note 1002") == first
+
+
+@contextmanager
+def commits(service: ExecutionService) -> Iterator[list[int]]:
+    seen: list[int] = []
+
+    def count(_conn: Any) -> None:
+        seen.append(1)
+
+    event.listen(service.store.engine, "commit", count)
+    try:
+        yield seen
+    finally:
+        event.remove(service.store.engine, "commit", count)
+
+
+def values_batch(floor: ServiceFloor, item_id: int, first_seq: int, size: int) -> ActionBatch:
+    return ActionBatch(
+        actions=tuple(
+            QueuedAction(
+                key=new_key(),
+                station_seq=first_seq + n,
+                action=floor.proven(
+                    RecordValue(
+                        actor_id=floor.ids["ana"],
+                        traveler="TRV-LONG",
+                        item_id=item_id,
+                        value=f"note {first_seq + n}",
+                        station_time=datetime.now(UTC),
+                    )
+                ),
+            )  # fmt: skip
+            for n in range(size)
+        )
+    )
+
+
+def test_a_delivered_batch_of_100_values_costs_one_commit(service: ExecutionService) -> None:
+    long_traveler(service, 6)
+    floor = ServiceFloor(service)
+    trav = floor.do(floor.start("ana", service.traveler("TRV-LONG"), "10.1")).traveler
+    item = step_of(trav, "10.1").items[0]
+    batch = values_batch(floor, item.id, 1, 100)
+    with commits(service) as seen:
+        outcomes = service.perform_batch(floor.station, batch).outcomes
+    assert [o.status for o in outcomes] == [200] * 100
+    assert len(seen) == 1
+    assert service.traveler("TRV-LONG").steps[0].items[0].latest.value == "note 100"  # type: ignore[union-attr]
+
+
+def test_batches_delivered_at_once_share_one_commit_and_a_failure_stays_its_own(
+    service: ExecutionService,
+) -> None:
+    """Three stations' deliveries queued while another commits go into the next transaction
+    together; the one whose station token is refused changes nothing and is told so."""
+    long_traveler(service, 6)
+    floor = ServiceFloor(service)
+    trav = floor.do(floor.start("ana", service.traveler("TRV-LONG"), "10.1")).traveler
+    item = step_of(trav, "10.1").items[0]
+    token = service.local_station_token("DEMO-01", "ASSEMBLY")  # its token, as a request has it
+    first_in, release = threading.Event(), threading.Event()
+
+    def holding(conn: Any) -> str:
+        first_in.set()
+        release.wait(10)
+        return "first"
+
+    answers: dict[str, Any] = {}
+
+    def deliver(name: str, who: Any, seq: int) -> None:
+        try:
+            answers[name] = service.perform_batch(who, values_batch(floor, item.id, seq, 2))
+        except Refusal as refusal:
+            answers[name] = refusal
+
+    with commits(service) as seen:
+        first = threading.Thread(target=lambda: answers.update(first=service.group.run(holding)))
+        first.start()
+        assert first_in.wait(10)
+        others = [
+            threading.Thread(target=deliver, args=("a", floor.station, 1)),
+            threading.Thread(target=deliver, args=("b", Presented("not-a-station-token"), 3)),
+            threading.Thread(target=deliver, args=("c", Presented(token), 5)),
+        ]
+        for thread in others:
+            thread.start()
+        while len(service.group._queued) < 3:  # all three wait behind the first transaction
+            time.sleep(0.01)
+        release.set()
+        for thread in [first, *others]:
+            thread.join(20)
+    assert answers["first"] == "first"
+    assert len(seen) == 2  # the first transaction, then one for the three behind it
+    assert [o.status for o in answers["a"].outcomes] == [200, 200]
+    assert [o.status for o in answers["c"].outcomes] == [200, 200]
+    assert isinstance(answers["b"], Refusal) and answers["b"].status == 401
+    latest = service.traveler("TRV-LONG").steps[0].items[0].latest
+    assert latest is not None and latest.value in ("note 2", "note 6")
