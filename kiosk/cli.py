@@ -338,7 +338,8 @@ def cmd_export_as_built(args: argparse.Namespace) -> int:
     if pdf:
         from kiosk.server.pdf import default_filename, render
 
-        data, output = render(made), args.output or Path(default_filename(made))
+        evidence = _server_config(args).file_store().checked  # each photo or file, attached
+        data, output = render(made, evidence), args.output or Path(default_filename(made))
     else:
         data, output = made.json, args.output
     what = f"as-built record of {made.record.traveler.number}, SHA-256 {made.sha256}"

@@ -5,6 +5,7 @@ PDF pages are checked without a terminal."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -12,8 +13,10 @@ import pytest
 from PIL import Image
 
 from kiosk.screens.document import DocumentScreen
-from kiosk.server import demo_drawings
+from kiosk.server import demo_drawings, documents
+from kiosk.server.documents import DocumentSpec
 from kiosk.widgets.document_view import SHADES, DocumentView, Pages, View, console_rows, view_box
+from kiosk.wire import Document
 from tests.helpers import step_of
 from tests.station import running, settle, work_on
 from tests.station_helpers import screen_text
@@ -43,7 +46,24 @@ def test_a_pdf_has_its_pages_and_an_image_one() -> None:
     assert first.getpixel((5, 5)) == (255, 255, 255)  # paper
     png = Pages(demo_drawings.bracket_png("C"), "image/png")
     assert png.count == 1 and png.page(0).size == (480, 320)
-    assert Pages(b"<svg/>", "image/svg+xml").count == 0  # said on screen: not drawn here
+
+
+SVG = (
+    b'<?xml version="1.0"?><svg xmlns="http://www.w3.org/2000/svg" width="200mm" height="100mm"'
+    b' viewBox="0 0 200 100"><rect x="20" y="20" width="60" height="40" fill="black"/>'
+    b"</svg>"
+)
+
+
+def test_an_svg_drawing_is_rasterised_on_paper_at_a_bounded_size() -> None:
+    page = Pages(SVG, "image/svg+xml").page(0)
+    assert page.size == (1600, 800)  # whatever it declares: 1600 across, its own aspect
+    assert page.getpixel((400, 320)) == (0, 0, 0)  # the rectangle, inked
+    assert page.getpixel((100, 50)) == (255, 255, 255)  # paper, not transparent black
+    huge = SVG.replace(b'width="200mm" height="100mm"', b'width="900000" height="450000"')
+    assert Pages(huge, "image/svg+xml").page(0).size == (1600, 800)
+    with pytest.raises(ValueError):
+        Pages(b"<svg", "image/svg+xml")
 
 
 def test_the_console_shades_use_only_what_every_console_font_draws() -> None:
@@ -115,6 +135,30 @@ async def test_the_station_draws_the_steps_drawing_and_zooms_and_pans_it(
         await pilot.press("tab")  # the step's next document: the bracket drawing
         await settle(pilot)
         assert "DWG-8810-011 rev C" in screen_text(pilot.app)
+        # An SVG drawing is drawn like a picture; one its renderer cannot read is named, and
+        # the station carries on.
+        await pilot.press("escape")
+        svg, broken = add_documents(live_server, ("WIR-0100", SVG), ("WIR-0101", b"<svg>"))
+        await pilot.app.push_screen(DocumentScreen(pilot.app.link, (svg, broken)))
+        await settle(pilot)
+        text = screen_text(pilot.app)
+        assert "WIR-0100 rev A  Harness" in text and "page 1 of 1 · zoom 1x · image/svg+xml" in text
+        assert "▀" in text
+        await pilot.press("tab")
+        await settle(pilot)
+        assert "This file cannot be drawn here (ValueError)." in screen_text(pilot.app)
+
+
+def add_documents(live_server: LiveServer, *files: tuple[str, bytes]) -> list[Document]:
+    svc = live_server.service
+    with svc.store.begin() as conn:
+        return [
+            documents.add(
+                conn, svc.files, DocumentSpec(number=number, revision="A", title="Harness"),
+                data, actor=None, now=datetime.now(UTC),
+            )[0]
+            for number, data in files
+        ]  # fmt: skip
 
 
 def test_the_imaging_libraries_load_only_when_a_document_opens() -> None:
@@ -123,5 +167,6 @@ def test_the_imaging_libraries_load_only_when_a_document_opens() -> None:
 
     loaded = modules_after_import("kiosk.app", "kiosk.station", *BEHIND_THE_BADGE_SCREEN)
     assert "kiosk.screens.traveler" in loaded
-    for heavy in ("PIL", "pypdfium2", "textual_image", "segno", "kiosk.widgets.document_view"):
+    heavy_ones = ("PIL", "pypdfium2", "resvg_py", "textual_image", "segno")
+    for heavy in (*heavy_ones, "kiosk.widgets.document_view"):
         assert under(loaded, heavy) == [], heavy

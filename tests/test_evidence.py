@@ -5,6 +5,7 @@ and a sentence and nothing recorded; a swapped file caught by `kiosk audit verif
 from __future__ import annotations
 
 import io
+import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
@@ -98,6 +99,14 @@ def kept_files(service: ExecutionService) -> list[Path]:
     return [p for p in found if p.name not in drawings]
 
 
+def attachments(pdf: Path) -> dict[str, bytes]:
+    """What pdfdetach takes out of the PDF, by name."""
+    out = pdf.with_name("attached")
+    out.mkdir()
+    subprocess.run(["pdfdetach", "-saveall", "-o", str(out), str(pdf)], check=True)
+    return {p.name: p.read_bytes() for p in out.iterdir()}
+
+
 def test_a_photo_uploaded_through_its_link_is_recorded_in_the_persons_name(desk: Desk) -> None:
     link = desk.link()
     assert link.expires_at - desk.service.clock() <= timedelta(minutes=evidence.LINK_MINUTES)
@@ -131,9 +140,15 @@ def test_a_photo_uploaded_through_its_link_is_recorded_in_the_persons_name(desk:
     assert row["file"] == kept.model_dump() and row["entry"]["recorded_by"] == "Ana Ortiz"
     printed = desk.http.get(f"/api/v1/travelers/{TRAVELER}/as-built.pdf")
     assert printed.status_code == 200
-    (desk.server.service.files.root.parent / "as-built.pdf").write_bytes(printed.content)
-    text = "".join(pages_text(desk.server.service.files.root.parent / "as-built.pdf"))
+    printed_at = desk.server.service.files.root.parent / "as-built.pdf"
+    printed_at.write_bytes(printed.content)
+    text = "".join(pages_text(printed_at))
     assert kept.sha256[:18] in text and f"image/png, {len(data)} bytes, SHA-256" in text
+    # The photo itself rides in the PDF, named on its row: the PDF alone shows the evidence.
+    name = f"evidence-{kept.sha256[:12]}.png"
+    assert f"attachedas{name}".replace("-", "") in text.replace(" ", "").replace("-", "")
+    assert attachments(printed_at)[name] == data
+
     with desk.service.store.begin() as conn:
         assert audit.verify(conn, files=desk.service.files).ok
         # The secret is nowhere in the database: the link is kept by its hash.
@@ -265,6 +280,13 @@ def test_a_swapped_photo_is_caught_by_audit_verify(
     done = kiosk(*args, data_dir=tmp_path)
     assert done.returncode == 1
     assert "no longer has that hash" in done.stdout and "Photo of torque stripe" in done.stdout
+    # The as-built never carries the swapped bytes under the recorded hash: its row says so.
+    printed = tmp_path / "as-built.pdf"
+    exported = kiosk("export", "as-built", TRAVELER, "--format", "pdf", "--output",
+                     str(printed), *args[2:], data_dir=tmp_path)  # fmt: skip
+    assert exported.returncode == 0, exported.stderr
+    assert "NOT ATTACHED: the file store lacks these bytes" in "".join(pages_text(printed))
+    assert list(attachments(printed)) == ["as-built.json"]
 
 
 def test_a_backup_keeps_the_photos_and_a_restore_puts_them_back(

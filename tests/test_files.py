@@ -75,6 +75,29 @@ def test_what_the_plant_does_not_keep_is_refused_and_nothing_stored(
     assert not (tmp_path / "files").exists()
 
 
+LINKS_OUT = [
+    b'<image href="/home/kiosk/badge.png"/>',
+    b"<image xlink:href='file:///etc/kiosk/x.png'/>",
+    b'<use href="other.svg#part"/>',
+    b'<rect style="fill: url( other.svg#g)"/>',
+    b'<style>@import "https://example.com/s.css";</style>',
+]
+SELF_CONTAINED = b'<use href="#part"/><rect fill="url(#g)"/><image href="data:image/png;base64,AA"/>'
+
+
+@pytest.mark.parametrize("link", LINKS_OUT)
+def test_an_svg_that_links_outside_itself_is_refused_and_nothing_stored(
+    tmp_path: Path, link: bytes
+) -> None:
+    store = FileStore(tmp_path / "files")
+    with pytest.raises(Refusal) as refused:
+        store.put(b'<svg xmlns="http://www.w3.org/2000/svg">' + link + b"</svg>")
+    assert refused.value.rule == "file_links_out" and "outside itself" in refused.value.detail
+    assert not (tmp_path / "files").exists()
+    kept = store.put(b'<svg xmlns="http://www.w3.org/2000/svg">' + SELF_CONTAINED + b"</svg>")
+    assert kept.media_type == SVG
+
+
 def test_a_name_that_is_not_a_hash_names_no_file(tmp_path: Path) -> None:
     with pytest.raises(Refusal, match="No such file"):
         FileStore(tmp_path).path("../plant-secret")

@@ -133,10 +133,7 @@ class DocumentScreen(Screen[None]):
         self.pages = pages
         self.view.show(page)
         if page is None:
-            self.problem = (
-                "SVG drawings are not drawn in the terminal (no SVG renderer on the station): "
-                "press q for the tablet's QR code."
-            )
+            self.problem = "This file has no page to draw: press q for the tablet's QR code."
         self._state()
 
     def _state(self, text: str | None = None) -> None:

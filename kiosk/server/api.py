@@ -279,7 +279,7 @@ def as_built_pdf(svc: Service, _st: Station, number: str) -> Response:
     with svc.store.begin() as conn:
         made = printable.read(conn, number)
     return Response(
-        pdf.render(made),
+        pdf.render(made, svc.files.checked),
         media_type="application/pdf",
         headers={
             "X-Record-SHA256": made.sha256,

@@ -27,6 +27,12 @@ IMAGES: frozenset[str] = frozenset({PNG, JPEG})
 DEFAULT_MAX_BYTES = 25 * 1024 * 1024
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _SVG_ROOT = re.compile(rb"^\s*(<\?xml[^>]*>\s*)?(<!--.*?-->\s*|<!DOCTYPE[^>]*>\s*)*<svg[\s>]", re.S)
+# A link out of the SVG: an href, a url() or an @import naming anything but a part of the same
+# file (#id) or inline data. Renderers follow such links to files on the machine drawing it.
+_SVG_LINK = re.compile(
+    rb"""(?:href\s*=\s*["']\s*|url\(\s*["']?\s*|@import\s+["']?\s*)(?!#|data:)([^"')\s>]+)""",
+    re.I,
+)
 
 
 @dataclass(frozen=True)
@@ -82,6 +88,14 @@ class FileStore:
                 f"This file is not one the plant keeps here: {_words(allowed)} only.",
                 415,
             )
+        if media_type == SVG and (link := _SVG_LINK.search(data)):
+            named = link.group(1)[:80].decode("utf-8", "replace")
+            raise Refusal(
+                "file_links_out",
+                f"This SVG links to {named!r} outside itself: a drawing must hold everything "
+                "it shows (embed pictures as data: URLs), so it looks the same at every station.",
+                422,
+            )
         return media_type
 
     def put(self, data: bytes, allowed: frozenset[str] = MEDIA_TYPES) -> StoredFile:
@@ -120,7 +134,12 @@ class FileStore:
 
     def intact(self, sha256: str) -> bool:
         """Whether the file is there and still has the hash it is named by."""
+        return self.checked(sha256) is not None
+
+    def checked(self, sha256: str) -> bytes | None:
+        """The file's bytes if it is there and still has the hash it is named by."""
         try:
-            return hashlib.sha256(self.path(sha256).read_bytes()).hexdigest() == sha256
+            data = self.path(sha256).read_bytes()
         except FileNotFoundError:
-            return False
+            return None
+        return data if hashlib.sha256(data).hexdigest() == sha256 else None

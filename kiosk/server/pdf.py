@@ -4,7 +4,8 @@ Every step with each value recorded (limits, verdict, who, when, where, offline 
 signature manifestations (printed name, date-time, meaning), material, tools with calibration,
 NCRs, holds and deviations; the audit chain head it was read with; and on every page the record's
 SHA-256 (kiosk/server/printable.py). The record's canonical JSON rides along as the attachment
-`as-built.json`, so the digest can be checked from the PDF alone (`pdfdetach -saveall`).
+`as-built.json`, so the digest can be checked from the PDF alone (`pdfdetach -saveall`), and so
+does each photo or file recorded as evidence, named on its row, whose SHA-256 the row prints.
 
 The only module that imports fpdf2: the CLI and the API route import it when a PDF is asked for.
 """
@@ -12,7 +13,7 @@ The only module that imports fpdf2: the CLI and the API route import it when a P
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -52,13 +53,27 @@ HEADINGS = FontFace(emphasis="BOLD", fill_color=(225, 225, 225))
 NO_DEVIATIONS = "None: no value on this traveler relied on a deviation."
 
 
-def render(made: Printable) -> bytes:
-    """The whole record as PDF bytes."""
-    pdf = RecordPdf(made)
+Evidence = Callable[[str], bytes | None]
+"""An evidence file's bytes by its SHA-256, or None when the file store lacks those bytes."""
+
+
+def render(made: Printable, evidence: Evidence | None = None) -> bytes:
+    """The whole record as PDF bytes, with each evidence file `evidence` gives attached."""
+    pdf = RecordPdf(made, evidence)
     pdf.add_page()
     write_record(pdf, made)
     desc = f"The as-built record; its SHA-256 is {made.sha256}"
     return _finish(pdf, made.json, ATTACHMENT, made.record.generated_at, desc)
+
+
+def evidence_name(value: AsBuiltValue) -> str:
+    """The attachment an evidence file rides in, by its hash: `evidence-3f2a9c01b7de.jpg` (its
+    row names the step and item; the hash is short enough to print whole in a table cell)."""
+    assert value.file is not None
+    ext = {"image/png": "png", "image/jpeg": "jpg", "application/pdf": "pdf"}.get(
+        value.file.media_type, "bin"
+    )
+    return f"evidence-{value.file.sha256[:12]}.{ext}"
 
 
 def write_record(pdf: RecordPdf, made: Printable) -> None:
@@ -95,9 +110,10 @@ def default_filename(made: Printable) -> str:
 class RecordPdf(FPDF):
     """A4 pages whose header names the traveler and whose footer carries the record's digest."""
 
-    def __init__(self, made: Printable) -> None:
+    def __init__(self, made: Printable, evidence: Evidence | None = None) -> None:
         super().__init__(orientation="P", unit="mm", format="A4")
         self.made = made
+        self.evidence = evidence
         self.digest = made.sha256
         self.add_font(FAMILY, "", FONT_DIR / "DejaVuSansCondensed.ttf")
         self.add_font(FAMILY, "B", FONT_DIR / "DejaVuSansCondensed-Bold.ttf")
@@ -111,6 +127,20 @@ class RecordPdf(FPDF):
         # The record's own time, not now: the same record makes the same document.
         self.set_creation_date(made.record.generated_at)
         self.set_font(FAMILY, size=8.5)
+
+    def attach(self, value: AsBuiltValue) -> str:
+        """Embed one evidence file, if this PDF carries them; what its row says of it."""
+        if self.evidence is None or value.file is None:
+            return ""
+        data = self.evidence(value.file.sha256)
+        if data is None:
+            return "NOT ATTACHED: the file store lacks these bytes (see kiosk audit verify)"
+        name = evidence_name(value)
+        self.embed_file(
+            bytes=data, basename=name, modification_date=value.entry.server_time,
+            mime_type=value.file.media_type, desc=f"Evidence, SHA-256 {value.file.sha256}",
+        )  # fmt: skip
+        return f"attached as {name}"
 
     def text_of(self, text: str) -> str:
         """`text` as the font can draw it: a character it lacks is written as <U+XXXX>, so a
@@ -260,7 +290,7 @@ def _step(pdf: RecordPdf, step: Step, values: list[AsBuiltValue]) -> None:
             ),
             7,
         )
-    rows = [row for item in step.items for row in _item_rows(item, values)]
+    rows = [row for item in step.items for row in _item_rows(item, values, pdf.attach)]
     if rows:
         pdf.grid(
             (32, 28, 30, 24, 68),
@@ -272,7 +302,9 @@ def _step(pdf: RecordPdf, step: Step, values: list[AsBuiltValue]) -> None:
     pdf.ln(1.5)
 
 
-def _item_rows(item: DataItem, values: list[AsBuiltValue]) -> list[Sequence[str]]:
+def _item_rows(
+    item: DataItem, values: list[AsBuiltValue], attach: Callable[[AsBuiltValue], str]
+) -> list[Sequence[str]]:
     mine = [v.entry for v in values if v.item == item.label]
     files = {v.entry.id: v.file for v in values if v.item == item.label and v.file is not None}
     label = item.label if item.required else f"{item.label} (optional)"
@@ -284,9 +316,11 @@ def _item_rows(item: DataItem, values: list[AsBuiltValue]) -> list[Sequence[str]
     corrected = {e.corrects for e in mine if e.corrects is not None}
     for entry in mine:
         shown = entry.value
-        if entry.id in files:  # a photo or file: its type, size and whole SHA-256
+        if entry.id in files:  # a photo or file: its type, size, whole SHA-256, attachment
             kept = files[entry.id]
             shown = f"{kept.media_type}, {kept.size} bytes, SHA-256 {kept.sha256}"
+            if where := attach(next(v for v in values if v.entry.id == entry.id)):
+                shown += f"\n{where}"
         value = shown if entry.id == current else f"{shown} (superseded)"
         value = _corrected(entry, value, corrected)
         if entry.deviation:

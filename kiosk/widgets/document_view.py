@@ -1,6 +1,7 @@
 """A document's page drawn in the terminal, with zoom and pan.
 
-The page is a Pillow image (a PNG or JPEG as is, a PDF page rendered by PDFium). What is on
+The page is a Pillow image (a PNG or JPEG as is, a PDF page rendered by PDFium, an SVG drawing
+rasterised by resvg on white paper). What is on
 screen is the part of it the zoom and pan select, scaled to the widget, drawn by one of:
 
 - `halfcell`: textual-image's half-cell renderable, two pixels per cell in true colour;
@@ -10,7 +11,7 @@ screen is the part of it the zoom and pan select, scaled to the widget, drawn by
 - `console`: on the Linux console (TERM=linux), whose fonts have no half blocks, one pixel per
   cell in four shades of grey from characters every console font has (' ', '░', '▒', '█').
 
-Pillow, PDFium and textual-image load when the first document opens, never at the station's start.
+Pillow, PDFium, resvg and textual-image load when the first document opens, never at the station's start.
 """
 
 from __future__ import annotations
@@ -43,6 +44,9 @@ PAN_STEP = 0.2
 """Arrow keys move the view by this share of what is on screen."""
 PDF_SCALE = 2.0
 """PDF points to pixels: 144 dpi, enough to zoom a drawing's title block."""
+SVG_WIDTH = 1600
+"""Pixels across an SVG drawing is rasterised at, whatever size it declares: as sharp as a PDF
+page at 144 dpi, and bounded, so a drawing declaring a huge canvas cannot exhaust memory."""
 
 
 def graphics_mode(environ: Mapping[str, str] | None = None) -> Mode:
@@ -70,10 +74,19 @@ class Pages:
 
             self._pdf = pypdfium2.PdfDocument(data)
             self.count = len(self._pdf)
+        elif media_type == "image/svg+xml":
+            import resvg_py  # resvg: loaded with the first SVG shown
+
+            # No resources_dir: an SVG's links to other files are never followed. dpi: its
+            # default of 0 makes a drawing sized in mm or inches "an invalid size".
+            self._data = resvg_py.svg_to_bytes(
+                svg_string=data.decode("utf-8"), width=SVG_WIDTH, dpi=96.0, background="white"
+            )
+            self.count = 1
         elif media_type in ("image/png", "image/jpeg"):
             self.count = 1
         else:
-            self.count = 0  # SVG: no rasteriser at hand; the screen says so
+            self.count = 0
 
     def page(self, n: int) -> Image:
         if n not in self._done:
