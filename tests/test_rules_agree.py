@@ -152,6 +152,7 @@ def observed(trav: Traveler) -> tuple[object, ...]:
     )  # fmt: skip
 
 
+@pytest.mark.slow  # 25 plants, each driven through a random plan: about a minute
 @settings(
     max_examples=int(os.environ.get("KIOSK_AGREE_EXAMPLES", "25")),
     deadline=None,

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from textual.widgets import DataTable, Input
 
 from kiosk.screens.badge import BadgeScreen
@@ -83,6 +84,7 @@ async def test_signing_out_closes_an_open_signature(live_server: LiveServer, tmp
         assert not signed(live_server.service)
 
 
+@pytest.mark.slow  # two station lives, each waiting out its offline checks
 async def test_wrong_offline_pins_are_still_counted_after_a_restart(
     service: ExecutionService, tmp_path: Path
 ) -> None:
