@@ -10,7 +10,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from kiosk import __version__
 
@@ -18,6 +18,8 @@ if TYPE_CHECKING:
     from pydantic import ValidationError
 
     from kiosk.wire import Deviation
+
+_Doc = TypeVar("_Doc")
 
 
 def _add_database(parser: argparse.ArgumentParser) -> None:
@@ -245,18 +247,25 @@ def cmd_audit_seal(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_import(args: argparse.Namespace) -> int:
+def _read_document(path: Path, read: Callable[[Path], _Doc], nothing: str = "") -> _Doc | None:
+    """A JSON document read by `read`; one that cannot be read or is not valid is said in one
+    line (with `nothing`: what that means for the plant), and gives None."""
     from pydantic import ValidationError
 
+    try:
+        return read(path)
+    except OSError as exc:
+        print(f"error: {path}: {exc.strerror or exc}", file=sys.stderr)
+    except ValidationError as exc:
+        print(f"error: {path}: {_validation_summary(exc)}{nothing}", file=sys.stderr)
+    return None
+
+
+def cmd_import(args: argparse.Namespace) -> int:
     from kiosk.server import erp
 
-    try:
-        plant = erp.read_import(args.file)
-    except OSError as exc:
-        print(f"error: {args.file}: {exc.strerror or exc}", file=sys.stderr)
-        return 2
-    except ValidationError as exc:
-        print(f"error: {args.file}: {_validation_summary(exc)}", file=sys.stderr)
+    plant = _read_document(args.file, erp.read_import)
+    if plant is None:
         return 2
     svc = _service(args)
     from sqlalchemy.exc import IntegrityError
@@ -270,10 +279,8 @@ def cmd_import(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 1
-    except (erp.UnknownPerson, erp.UnknownDocument) as exc:  # not in the plant: person, drawing
-        print(f"error: {args.file}: {exc}; nothing was imported", file=sys.stderr)
-        return 1
-    except erp.AssetRefused as exc:  # an asset the plant has as another kind
+    # Not in the plant (a person, a drawing), or an asset the plant has as another kind.
+    except (erp.UnknownPerson, erp.UnknownDocument, erp.AssetRefused) as exc:
         print(f"error: {args.file}: {exc}; nothing was imported", file=sys.stderr)
         return 1
     print(
@@ -289,18 +296,11 @@ def cmd_revise(args: argparse.Namespace) -> int:
     """An engineering change from a JSON file: refused whole with a one-line reason, or issued."""
     from datetime import UTC, datetime
 
-    from pydantic import ValidationError
-
     from kiosk.rules import Refusal
     from kiosk.server import revise
 
-    try:
-        doc = revise.read_revision(args.file)
-    except OSError as exc:
-        print(f"error: {args.file}: {exc.strerror or exc}", file=sys.stderr)
-        return 2
-    except ValidationError as exc:
-        print(f"error: {args.file}: {_validation_summary(exc)}; nothing changed", file=sys.stderr)
+    doc = _read_document(args.file, revise.read_revision, "; nothing changed")
+    if doc is None:
         return 2
     try:
         done = revise.issue(_service(args).store, doc, datetime.now(UTC))

@@ -22,6 +22,8 @@ from textual.widget import Widget
 from textual.widgets import Input
 
 from kiosk.app import KioskApp
+from kiosk.screens.admin_console import AdminConsoleScreen
+from kiosk.screens.scanner_test import ScannerTestScreen
 from kiosk.server.app import create_app
 from kiosk.server.service import ExecutionService
 from tests.conftest import free_port
@@ -134,6 +136,20 @@ class StoppableServer:
         self._thread.join(10)
         assert not self._thread.is_alive(), "test server did not stop"
         self._server = self._thread = None
+
+
+async def open_scanner_test(pilot: Pilot[int]) -> ScannerTestScreen:
+    """Ada (admin) badges in, opens the admin console (F11, badge and PIN), then F9."""
+    await burst(pilot, "90001")
+    await pilot.press("f11")
+    await settle(pilot)
+    await sign_with(pilot, "90001", "9999")
+    assert isinstance(pilot.app.screen, AdminConsoleScreen)
+    await pilot.press("f9")
+    await settle(pilot)
+    screen = pilot.app.screen
+    assert isinstance(screen, ScannerTestScreen)
+    return screen
 
 
 @contextmanager

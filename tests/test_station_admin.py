@@ -8,29 +8,17 @@ from pathlib import Path
 import pytest
 from textual.widgets import RichLog
 
-from kiosk.screens.admin_console import AdminConsoleScreen
 from kiosk.screens.refused import RefusedScreen
 from kiosk.screens.scanner_test import ScannerTestScreen
 from kiosk.wire import PlaceHold, RecordValue
 from tests.conftest import LiveServer
 from tests.helpers import step_of
 from tests.station import burst, running, settle
-from tests.station_helpers import message, sign_with
+from tests.station_helpers import message, open_scanner_test, sign_with
 
 pytestmark = pytest.mark.parametrize("plant", ["sqlite"], indirect=True)
 
 
-async def open_scanner_test(pilot) -> ScannerTestScreen:  # type: ignore[no-untyped-def]
-    await burst(pilot, "90001")  # Ada badges in
-    await pilot.press("f11")
-    await settle(pilot)
-    await sign_with(pilot, "90001", "9999")
-    assert isinstance(pilot.app.screen, AdminConsoleScreen)
-    await pilot.press("f9")
-    await settle(pilot)
-    screen = pilot.app.screen
-    assert isinstance(screen, ScannerTestScreen)
-    return screen
 
 
 def log_text(screen: ScannerTestScreen) -> str:

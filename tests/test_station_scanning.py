@@ -12,16 +12,14 @@ from textual.pilot import Pilot
 from textual.widgets import Input, RichLog
 
 from kiosk.scanning import LAYOUT_MISMATCH, DetectorSettings
-from kiosk.screens.admin_console import AdminConsoleScreen
 from kiosk.screens.badge import BadgeScreen
 from kiosk.screens.queue import QueueScreen
-from kiosk.screens.scanner_test import ScannerTestScreen
 from kiosk.screens.traveler import TravelerScreen
 from kiosk.wedge import WedgeInput
 from kiosk.wire import ScannerConfig
 from tests.conftest import LiveServer
 from tests.station import burst, running, settle, typed
-from tests.station_helpers import message, sign_with
+from tests.station_helpers import message, open_scanner_test
 
 # UI behaviour does not depend on the database; the server tests cover PostgreSQL.
 pytestmark = pytest.mark.parametrize("plant", ["sqlite"], indirect=True)
@@ -249,17 +247,6 @@ async def test_a_burst_on_a_mismatched_layout_says_so(
         assert pilot.app.person is None
 
 
-async def open_scanner_test(pilot: Pilot[int]) -> ScannerTestScreen:
-    await burst(pilot, "90001")  # Ada (admin) badges in
-    await pilot.press("f11")
-    await settle(pilot)
-    await sign_with(pilot, "90001", "9999")
-    assert isinstance(pilot.app.screen, AdminConsoleScreen)
-    await pilot.press("f9")
-    await settle(pilot)
-    screen = pilot.app.screen
-    assert isinstance(screen, ScannerTestScreen)
-    return screen
 
 
 async def test_the_scanner_test_screen_names_a_layout_mismatch(
