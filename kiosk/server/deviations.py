@@ -11,7 +11,7 @@ from collections import defaultdict
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import Connection, insert, or_, select, update
+from sqlalchemy import Connection, bindparam, insert, or_, select, update
 
 from kiosk import rules
 from kiosk.rules import Refusal
@@ -236,19 +236,25 @@ def _wire(row: Any, approvals: list[Any], used_by: list[str]) -> Deviation:
     )
 
 
+# Built once: every action reads it (the rules ask whether a deviation allows what it records),
+# and building a statement costs more than running it on a plant's few deviations.
+_FOR_TRAVELER = (
+    select(t.deviations)
+    .where(
+        or_(
+            (_D.part_number == bindparam("part")) & _D.travelers.is_(None),
+            _D.travelers.like(bindparam("listed")),
+        )
+    )
+    .order_by(_D.id)
+)
+
+
 def for_traveler(conn: Connection, number: str, part_number: str) -> tuple[Deviation, ...]:
     """Deviations raised against the traveler's part number (naming no travelers) or naming
     it, approved or not (`rules.deviation_covers` has the last word)."""
-    rows = conn.execute(
-        select(t.deviations)
-        .where(
-            or_(
-                (_D.part_number == part_number) & _D.travelers.is_(None),
-                _D.travelers.like(f"%,{number},%"),
-            )
-        )
-        .order_by(_D.id)
-    ).all()
+    found = {"part": part_number, "listed": f"%,{number},%"}
+    rows = conn.execute(_FOR_TRAVELER, found).all()
     return tuple(_deviations(conn, list(rows), views.NameLookup(conn)))
 
 
