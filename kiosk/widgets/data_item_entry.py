@@ -148,6 +148,7 @@ class DataItemEntry(Vertical):
         super().__init__(id=f"item-{item.id}", disabled=disabled)
         self.item = item
         self._draft = draft
+        self._judged: tuple[str, str] | None = None  # the verdict on show
 
     def compose(self) -> ComposeResult:
         # What people typed is shown as typed: as markup "[/]" raised an error that closed the
@@ -185,7 +186,11 @@ class DataItemEntry(Vertical):
             self.post_message(self.Submitted(self, self.item, event.value))
 
     def _judge(self, raw: str) -> None:
-        text, css = verdict_for(self.item, raw)
+        judged = verdict_for(self.item, raw)
+        if judged == self._judged:
+            return  # most keys leave the verdict as it was: no layout of the screen for them
+        self._judged = judged
+        text, css = judged
         verdict = self.query_one(".verdict", Static)
         verdict.update(text)
         verdict.set_class(css == "-good", "-good")
