@@ -203,8 +203,3 @@ async def client(live_server: LiveServer) -> AsyncIterator[ExecutionClient]:
     async with ExecutionClient(live_server.url, live_server.token()) as api:
         yield api
 
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """The slow tests (child processes, schemathesis, benchmarks) first: pytest-xdist hands tests
-    out in this order, so a minute-long test started last would leave a worker waiting alone."""
-    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
