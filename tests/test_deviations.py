@@ -6,7 +6,6 @@ and PDF) names the deviation; `kiosk audit verify` re-derives it and catches it 
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
@@ -37,6 +36,7 @@ from tests.helpers import (
     creds,
     item_of,
     kiosk,
+    needs_tool,
     record_count,
     snapshot,
     step_of,
@@ -224,8 +224,7 @@ def test_a_value_inside_widened_limits_relies_on_the_deviation_in_the_as_built(
     assert [d.number for d in made.record.deviations] == ["DEV-0001"]
     assert json.loads(made.json)["deviations"][0]["approvals"][0]["printed_name"] == "Sam Patel"
     verified(service)
-    if shutil.which("pdftotext") is None:
-        pytest.skip("pdftotext missing: apt-get install poppler-utils (.ci/run does)")
+    needs_tool("pdftotext", package="poppler-utils")
     path = tmp_path / "as-built.pdf"
     path.write_bytes(pdf.render(made))
     text = " ".join(
