@@ -15,6 +15,7 @@ import httpx
 import pytest
 from sqlalchemy import select
 
+from kiosk.client import ExecutionClient
 from kiosk.server import audit, evidence
 from kiosk.server import schema as t
 from kiosk.server.files import FileStore
@@ -317,3 +318,13 @@ def test_a_backup_keeps_the_photos_and_a_restore_puts_them_back(
     with pytest.raises(BackupError, match="does not match its SHA-256"):
         restore(tmp_path / "bk", f"sqlite:///{tmp_path / 'again.db'}", tmp_path / "s2",
                 files_dir=tmp_path / "f2")  # fmt: skip
+
+
+async def test_the_station_sends_its_cameras_frame_through_the_link_as_a_phone_does(
+    desk: Desk,
+) -> None:
+    link = desk.link()
+    async with ExecutionClient(desk.server.url, desk.server.token()) as client:
+        await client.upload_through(link.url, png(), "capture.png", "image/png")
+    latest = item_of(step_of(desk.service.traveler(TRAVELER), STEP), PHOTO).latest
+    assert latest is not None and latest.recorded_by == "Ana Ortiz"

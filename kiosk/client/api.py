@@ -209,6 +209,16 @@ class ExecutionClient:
             raise _error(response)
         return response.content
 
+    async def upload_through(self, url: str, data: bytes, name: str, media_type: str) -> None:
+        """Send a file through a one-use upload link as a phone does: the link is its only
+        credential, so the station's token does not go with it (the station's TLS trust does)."""
+        request = self._http.build_request("POST", url, files={"file": (name, data, media_type)})
+        request.headers.pop("Authorization", None)
+        try:
+            await self._http.send(request)
+        except httpx.HTTPError:
+            raise errors.BackendUnreachable(f"Cannot reach the server at {self.base_url}.") from None
+
     # --- the fleet --------------------------------------------------------------------------------
 
     async def heartbeat(self, beat: Heartbeat) -> HeartbeatAnswer:

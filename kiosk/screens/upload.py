@@ -21,7 +21,7 @@ from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
-from kiosk.client import BackendError, ExecutionClient
+from kiosk.client import BackendError, BackendUnreachable, ExecutionClient
 from kiosk.screens.dialog import dialog_css
 from kiosk.themes.console import on_linux_console
 from kiosk.wire import DataItem, ItemKind, RequestUpload, UploadStatus
@@ -145,13 +145,10 @@ class UploadScreen(ModalScreen[bool]):
         if frame is None:
             state.update("The camera gave no picture. Use a phone instead.")
             return
-        import httpx
-
-        async with httpx.AsyncClient(timeout=30) as http:
-            try:
-                await http.post(self.url, files={"file": ("capture.jpg", frame, "image/jpeg")})
-            except httpx.HTTPError:
-                state.update("Cannot reach the server to send the picture. Try again.")
+        try:
+            await self.client.upload_through(self.url, frame, "capture.jpg", "image/jpeg")
+        except BackendUnreachable:
+            state.update("Cannot reach the server to send the picture. Try again.")
 
     def action_close(self) -> None:
         self.dismiss(self.arrived is not None)
