@@ -143,16 +143,29 @@ _MOVE_HEAD = (
 
 @contextmanager
 def savepoint(conn: Connection) -> Iterator[None]:
-    """A savepoint whose audit records are given back with its changes when it rolls back."""
+    """A savepoint whose audit records are given back with its changes when it rolls back.
+
+    Issued as plain SQL: every action of a batch runs on one, and SQLAlchemy's nested
+    transaction cost five times the statements' own work (0.16 ms an action of 0.75). Nested
+    ones share the name: ROLLBACK TO and RELEASE act on the innermost, as SQL defines."""
     pending = conn.info.get(PENDING_AUDIT)
     mark = len(pending.rows) if pending is not None else 0
+    conn.exec_driver_sql(_SAVEPOINT)
     try:
-        with conn.begin_nested():
-            yield
+        yield
     except BaseException:
         if pending is not None:
             del pending.rows[mark:]
+        if not conn.invalidated:  # a lost connection has no savepoint to go back to
+            conn.exec_driver_sql(_ROLLBACK_TO)
+            conn.exec_driver_sql(_RELEASE)
         raise
+    conn.exec_driver_sql(_RELEASE)
+
+
+_SAVEPOINT = "SAVEPOINT kiosk_action"
+_ROLLBACK_TO = "ROLLBACK TO SAVEPOINT kiosk_action"
+_RELEASE = "RELEASE SAVEPOINT kiosk_action"
 
 
 @dataclass(frozen=True)

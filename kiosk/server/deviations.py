@@ -11,7 +11,7 @@ from collections import defaultdict
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, insert, or_, select, update
+from sqlalchemy import Connection, bindparam, insert, select, update
 
 from kiosk import rules
 from kiosk.rules import Refusal
@@ -236,16 +236,11 @@ def _wire(row: Any, approvals: list[Any], used_by: list[str]) -> Deviation:
     )
 
 
-# Built once: every action reads it (the rules ask whether a deviation allows what it records),
-# and building a statement costs more than running it on a plant's few deviations.
+# Built once: every action on a traveler some deviation covers reads it (the rules ask whether
+# a deviation allows what it records), and building a statement costs more than running it.
 _FOR_TRAVELER = (
     select(t.deviations)
-    .where(
-        or_(
-            (_D.part_number == bindparam("part")) & _D.travelers.is_(None),
-            _D.travelers.like(bindparam("listed")),
-        )
-    )
+    .where(views.covering_deviations(bindparam("part"), bindparam("number")))
     .order_by(_D.id)
 )
 
@@ -253,8 +248,7 @@ _FOR_TRAVELER = (
 def for_traveler(conn: Connection, number: str, part_number: str) -> tuple[Deviation, ...]:
     """Deviations raised against the traveler's part number (naming no travelers) or naming
     it, approved or not (`rules.deviation_covers` has the last word)."""
-    found = {"part": part_number, "listed": f"%,{number},%"}
-    rows = conn.execute(_FOR_TRAVELER, found).all()
+    rows = conn.execute(_FOR_TRAVELER, {"part": part_number, "number": number}).all()
     return tuple(_deviations(conn, list(rows), views.NameLookup(conn)))
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, bindparam, select
+from sqlalchemy import Connection, and_, bindparam, select
 
 from kiosk import rules
 from kiosk.server import schema as t
@@ -34,7 +34,9 @@ _QUERY = (
     .join(t.engineering_changes, t.engineering_changes.c.id == R.change_id)
     .order_by(R.id)
 )
-# Read with every action and every traveler shown: one indexed read of the steps' open redlines.
+# A redline of the step (views' steps read: `t.steps` is the step) not yet acknowledged.
+OPEN_OF_STEP = and_(R.step_id == t.steps.c.id, R.redline.is_(True), R.acknowledged_at.is_(None))
+# Read for the steps that have any (the steps' read says which): one indexed read.
 _OPEN = _QUERY.where(
     R.step_id.in_(bindparam("steps", expanding=True)),
     R.redline.is_(True),

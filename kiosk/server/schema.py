@@ -587,6 +587,8 @@ upload_links = Table(
 
 # The event feed finds a traveler's steps' records by entity (kiosk/server/events.py).
 Index("ix_audit_log_entity", audit_log.c.entity)
+# A step's, hold's or NCR's signatures: read with every action on a signed step.
+Index("ix_signatures_subject", signatures.c.subject, signatures.c.subject_id)
 
 # --- engineering changes (kiosk/server/revise.py) ----------------------------------------------------
 

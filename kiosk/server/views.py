@@ -17,6 +17,7 @@ from sqlalchemy import (
     exists,
     false,
     func,
+    literal,
     or_,
     select,
     update,
@@ -141,6 +142,23 @@ _ASSET_COLUMNS = (
 )
 # Most travelers never have an NCR: then their NCRs need no query of their own.
 _HAS_NCR = exists().where(t.ncrs.c.traveler_id == t.travelers.c.id).correlate(t.travelers)
+
+
+def covering_deviations(part_number: Any, traveler_number: Any) -> Any:
+    """The condition on `deviations` of those raised against the part number (naming no
+    travelers) or naming the traveler, approved or not (`rules.deviation_covers` has the last
+    word). Travelers are kept as ",TRV-1001,TRV-1002,", so a number is never a prefix match."""
+    d = t.deviations.c
+    listed = literal("%,") + traveler_number + literal(",%")
+    return or_((d.part_number == part_number) & d.travelers.is_(None), d.travelers.like(listed))
+
+
+# Most travelers are covered by no deviation: then they need no query of their own either.
+_HAS_DEVIATION = (
+    exists()
+    .where(covering_deviations(t.work_orders.c.part_number, t.travelers.c.number))
+    .correlate(t.travelers, t.work_orders)
+)
 # The traveler with its work order and its hold (if any) in one read.
 _TRAVELER = (
     select(
@@ -154,6 +172,7 @@ _TRAVELER = (
         _HELD.c.placed_at.label("hold_placed_at"),
         _HOLD_NCR.c.number.label("hold_ncr_number"),
         _HAS_NCR.label("has_ncr"),
+        _HAS_DEVIATION.label("has_deviation"),
         *_ASSET_COLUMNS,
     )
     .join(t.work_orders, t.work_orders.c.id == t.travelers.c.work_order_id)
@@ -235,7 +254,9 @@ def _action_steps(by_item: bool) -> Any:
     first_open = (
         select(before.c.id)
         .where(
-            before.c.traveler_id == st.traveler_id,
+            # The traveler's id, not the outer row's: PostgreSQL would run a correlated
+            # subquery once per step of the traveler (3.8 ms on 200 steps, not 0.1).
+            before.c.traveler_id == bindparam("traveler"),
             before.c.seq < target_seq,
             before.c.status != StepStatus.COMPLETE.value,
         )
@@ -246,16 +267,31 @@ def _action_steps(by_item: bool) -> Any:
     return or_(st.id == target, st.id == first_open)
 
 
-def _steps_query(where: Any) -> Any:
+# Whether a step has signatures, and open redlines: most steps in work have neither, and a
+# condition in the steps' read costs far less than a read of its own.
+_SIGNED = (
+    exists()
+    .where(t.signatures.c.subject == "step", t.signatures.c.subject_id == t.steps.c.id)
+    .correlate(t.steps)
+)
+_REDLINED = exists().where(redlines.OPEN_OF_STEP).correlate(t.steps)
+
+
+def _steps_select() -> Any:
     op = t.operations.c
+    return select(
+        t.steps,
+        op.number.label("op_number"),
+        op.name.label("op_name"),
+        op.work_center,
+        _SIGNED.label("signed"),
+        _REDLINED.label("redlined"),
+    ).join(t.operations, op.id == t.steps.c.operation_id)
+
+
+def _steps_query(where: Any) -> Any:
     return (
-        select(
-            t.steps,
-            op.number.label("op_number"),
-            op.name.label("op_name"),
-            op.work_center,
-        )
-        .join(t.operations, op.id == t.steps.c.operation_id)
+        _steps_select()
         .where(t.steps.c.traveler_id == bindparam("traveler"), where)
         .order_by(t.steps.c.seq)
     )
@@ -393,6 +429,8 @@ def _asset(trav: RowMapping) -> Asset | None:
 
 
 def _deviations_of(conn: Connection, trav: RowMapping) -> tuple[Any, ...]:
+    if not trav["has_deviation"]:
+        return ()
     from kiosk.server import deviations  # it reads through this module
 
     return deviations.for_traveler(conn, trav["number"], trav["part_number"])
@@ -401,17 +439,7 @@ def _deviations_of(conn: Connection, trav: RowMapping) -> tuple[Any, ...]:
 def _step_rows(conn: Connection, traveler_id: int, where: Any = None) -> list[Any]:
     if isinstance(where, Prepared):
         return list(conn.execute(where.query, {"traveler": traveler_id, **where.params}).all())
-    op = t.operations.c
-    query = (
-        select(
-            t.steps,
-            op.number.label("op_number"),
-            op.name.label("op_name"),
-            op.work_center,
-        )
-        .join(t.operations, op.id == t.steps.c.operation_id)
-        .where(t.steps.c.traveler_id == traveler_id)
-    )
+    query = _steps_select().where(t.steps.c.traveler_id == traveler_id)
     if where is not None:
         query = query.where(where)
     return list(conn.execute(query.order_by(t.steps.c.seq)).all())
@@ -447,8 +475,8 @@ def _steps(
                 ncr_number=ncr_by_item.get(i.id),
             )
         )
-    sigs = signatures_of(conn, "step", step_ids, names)
-    red = redlines.open_redlines(conn, step_ids, names)
+    sigs = signatures_of(conn, "step", [s.id for s in step_rows if s.signed], names)
+    red = redlines.open_redlines(conn, [s.id for s in step_rows if s.redlined], names)
     voided: dict[int, list[SignatureManifest]] = {}
     for step_id in [i for i, found in sigs.items() if any(s.void_reason for s in found)]:
         build = partial(signature_manifest, names=names)

@@ -367,6 +367,7 @@ def _integration() -> None:
         _at("lease_until", nullable=True),
     )
     op.create_index("ix_audit_log_entity", "audit_log", ["entity"])
+    op.create_index("ix_signatures_subject", "signatures", ["subject", "subject_id"])
 
 
 def _documents() -> None:
