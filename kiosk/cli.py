@@ -50,7 +50,7 @@ _SERVE_FLAGS = ("host", "port", "workers", "tls_cert", "tls_key", "log_format", 
 
 def _server_settings(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     """The one settings object of server-side commands: file < KIOSK_* < these flags."""
-    from kiosk.config import load_server_settings
+    from kiosk.server.settings import load_server_settings
 
     flags = {name: getattr(args, name, None) for name in ("database_url", "secret_file")}
     flags.update({name: getattr(args, name, None) for name in _SERVE_FLAGS})
@@ -977,7 +977,7 @@ def build_parser() -> argparse.ArgumentParser:
     board.set_defaults(func=cmd_board)
 
     serve = sub.add_parser("serve", help="run the reference execution API")
-    # Defaults live in ServerSettings (kiosk/config.py): a flag given overrides file and env.
+    # Defaults live in ServerSettings (kiosk/server/settings.py): a flag given overrides file and env.
     serve.add_argument("--host", default=None, help="listen address (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=None, help="TCP port (default 8600)")
     serve.add_argument(

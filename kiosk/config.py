@@ -1,19 +1,23 @@
 """Settings: the station's and the server's, each a TOML file plus KIOSK_* environment variables,
 read once at start-up; command-line flags override both.
 
-Plain pydantic + tomllib rather than pydantic-settings: the latter costs ~0.27 s of import time on
-every start of a station, and this file needs only a few fields.
+The station's are a plain dataclass checked by `_checked` below, not a pydantic model: importing
+pydantic costs about 50 ms of CPU, a quarter of a minimal Textual app's whole start, and the badge
+screen paints before the station needs pydantic for anything (the wire models load after it).
+The server's (kiosk.server.settings) are a pydantic model: they have more fields and limits, and
+the server imports pydantic anyway.
 """
 
 from __future__ import annotations
 
 import os
 import tomllib
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, get_type_hints
 
 import platformdirs
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
 APP_NAME = "station-kiosk"
 
@@ -29,22 +33,13 @@ def default_config_file() -> Path:
     )
 
 
-def default_server_config_file() -> Path:
-    """The server's own file: a station's kiosk.toml forbids unknown fields, so they stay apart."""
-    return Path(
-        os.environ.get("KIOSK_SERVER_CONFIG_FILE")
-        or platformdirs.user_config_path(APP_NAME) / "server.toml"
-    )
-
-
 class ConfigError(Exception):
     """The station's local configuration cannot be used; the message says which field and why."""
 
 
-class StationSettings(BaseModel):
+@dataclass(frozen=True, kw_only=True)
+class StationSettings:
     """What a station needs to know before it can reach its server."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     server_url: str | None = None
     """Execution API to use. Unset: start the embedded reference server with the demo plant."""
@@ -72,96 +67,92 @@ class StationSettings(BaseModel):
         return self.database_url or f"sqlite:///{self.data_dir / 'plant.db'}"
 
 
-class ServerSettings(BaseModel):
-    """What every server-side command (`kiosk serve`, `audit`, `import`, `station`, …) runs with."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    data_dir: Path = Path()
-    """Where the default SQLite database and the plant secret live."""
-    database_url: str | None = None
-    """SQLAlchemy URL, or postgresql://…; unset: the SQLite file plant.db in data_dir."""
-    secret_file: Path | None = None
-    """The plant secret that keys badge hashes and seals the audit trail; unset: data_dir/plant-secret."""
-    host: str = "127.0.0.1"
-    """Address `kiosk serve` listens on: loopback unless the plant's stations must reach it."""
-    port: int = Field(default=8600, ge=1, le=65535)
-    """TCP port of `kiosk serve`."""
-    workers: int = Field(default=1, ge=1, le=64)
-    """Server processes sharing the database (uvicorn workers)."""
-    tls_cert: Path | None = None
-    """PEM certificate (chain) issued by the plant CA: with tls_key, `kiosk serve` speaks https."""
-    tls_key: Path | None = None
-    """The certificate's unencrypted PEM key, readable only by the server's user."""
-    log_format: Literal["text", "json"] = "text"
-    """text: one readable line per event; json: one JSON object per line, for a log shipper."""
-    log_level: Literal["debug", "info", "warning", "error"] = "info"
-    """The least severe level written, for the server's own lines and uvicorn's."""
-    metrics_token: SecretStr | None = None
-    """When set, GET /metrics needs `Authorization: Bearer <token>`; unset, /metrics is open to
-    whoever reaches the port (a scrape endpoint on the plant's trusted network)."""
-    files_dir: Path | None = None
-    """Where photos, drawings and other kept files are stored by their SHA-256; unset: `files`
-    beside the plant secret (data_dir/files). Back it up with the database: the records name files by hash."""
-    max_file_mb: int = Field(default=25, ge=1, le=1024)
-    """The largest file (photo, drawing) the server accepts, in MiB."""
-    ready_timeout: float = Field(default=5.0, gt=0, le=60)
-    """Seconds GET /ready waits for the database before it answers 503."""
-    events_mqtt_url: str | None = Field(
-        default=None,
-        # [user[:password]@]host-or-[ipv6][:port]; no path, query or fragment
-        pattern=r"^mqtts?://([^/?#\s@]+@)?(\[[0-9A-Fa-f:.]+\]|[^/?#\s:@\[\]]+)(:\d{1,5})?/?$",
-        max_length=500,
-    )
-    """MQTT broker that `kiosk serve` publishes the event feed to (QoS 1, topics
-    plant/<work center>/<station>/<traveler>/<event>): mqtt://[user:password@]host[:1883], or
-    mqtts:// for TLS (port 8883). Unset: no publishing; GET /api/v1/events still serves the feed.
-    Needs the mqtt extra (pip install 'station-kiosk[mqtt]')."""
-
-    @property
-    def database(self) -> str:
-        return self.database_url or f"sqlite:///{self.data_dir / 'plant.db'}"
-
-    @property
-    def plant_secret(self) -> Path:
-        return self.secret_file or self.data_dir / "plant-secret"
-
-    @property
-    def files(self) -> Path:
-        """Beside the plant secret unless set: the two are kept (and backed up) together."""
-        return self.files_dir or self.plant_secret.with_name("files")
-
-
-FIELDS = tuple(StationSettings.model_fields)
-SERVER_FIELDS = tuple(ServerSettings.model_fields)
-Settings = TypeVar("Settings", StationSettings, ServerSettings)
+FIELDS = tuple(f.name for f in fields(StationSettings))
 
 
 def load_settings(config_file: Path | None = None, **overrides: Any) -> StationSettings:
     """Defaults < TOML file < KIOSK_* environment < explicit overrides (command-line flags)."""
-    return _load(StationSettings, config_file or default_config_file(), overrides)
+    path = config_file or default_config_file()
+    values = read_values(path, FIELDS, overrides)
+    try:
+        return station_settings(values)
+    except ValueError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
 
 
-def load_server_settings(config_file: Path | None = None, **overrides: Any) -> ServerSettings:
-    """The same precedence for the server: defaults < server.toml < KIOSK_* < flags."""
-    return _load(ServerSettings, config_file or default_server_config_file(), overrides)
-
-
-def _load(model: type[Settings], path: Path, overrides: dict[str, Any]) -> Settings:
+def read_values(path: Path, names: Iterable[str], overrides: dict[str, Any]) -> dict[str, Any]:
+    """The values to check, in order of precedence: defaults < TOML file < KIOSK_* < flags."""
     values: dict[str, Any] = {"data_dir": default_data_dir()}
     if path.exists():
         try:
             values.update(tomllib.loads(path.read_text()))
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{path}: not valid TOML ({exc})") from None
-    for name in model.model_fields:
+    for name in names:
         env = os.environ.get(f"KIOSK_{name.upper()}")
         if env:
             values[name] = env
     values.update({k: v for k, v in overrides.items() if v is not None})
+    return values
+
+
+def station_settings(values: dict[str, Any]) -> StationSettings:
+    """`values` checked field by field; ValueError names the first field that is wrong and why."""
+    unknown = sorted(set(values) - set(FIELDS))
+    if unknown:
+        raise ValueError(f"{unknown[0]}: not a station setting (known: {', '.join(FIELDS)})")
+    hints = get_type_hints(StationSettings)
+    checked = {}
+    for name, value in values.items():
+        try:
+            checked[name] = _checked(hints[name], value)
+        except ValueError as exc:
+            raise ValueError(f"{name}: {exc}") from None
+    return StationSettings(**checked)
+
+
+def _checked(kind: Any, value: Any) -> Any:
+    """`value` as a field of type `kind` (T or T | None) takes it, as TOML or the environment
+    gives it: a number or a flag may come as text."""
+    args = getattr(kind, "__args__", None)
+    if args is not None:  # T | None
+        if value is None:
+            return None
+        kind = next(a for a in args if a is not type(None))
+    return _CHECKS[kind](value)
+
+
+def _text(value: Any) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"should be text, not {value!r}")
+    return value
+
+
+def _path(value: Any) -> Path:
+    if isinstance(value, Path):
+        return value
+    return Path(_text(value))
+
+
+def _number(value: Any) -> float:
+    if isinstance(value, bool):
+        raise ValueError(f"should be a number of seconds, not {value!r}")
     try:
-        return model.model_validate(values)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        field = ".".join(str(p) for p in first["loc"])
-        raise ConfigError(f"{path}: {field}: {first['msg']}") from None
+        return float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"should be a number of seconds, not {value!r}") from None
+
+
+_YES, _NO = {"true", "yes", "on", "1"}, {"false", "no", "off", "0"}
+
+
+def _flag(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    word = str(value).strip().lower()
+    if word in _YES | _NO:
+        return word in _YES
+    raise ValueError(f"should be true or false, not {value!r}")
+
+
+_CHECKS: dict[Any, Callable[[Any], Any]] = {str: _text, Path: _path, float: _number, bool: _flag}

@@ -27,12 +27,12 @@ import pytest
 import uvicorn
 from sqlalchemy import select
 
-from kiosk.config import ServerSettings
 from kiosk.server import events
 from kiosk.server import schema as t
 from kiosk.server.app import create_app
 from kiosk.server.mqtt import PUBLISHER, Backoff, Publisher
 from kiosk.server.service import ExecutionService
+from kiosk.server.settings import ServerSettings
 from kiosk.wire import PlaceHold, PlantEvent, ReleaseHold
 from tests.helpers import ServiceFloor, creds, free_port, uvicorn_in_thread
 
@@ -270,8 +270,9 @@ def test_the_mqtt_client_loads_only_with_a_broker_configured() -> None:
 
 
 def test_the_broker_url_is_checked_and_its_password_never_shown(tmp_path: Path) -> None:
-    from kiosk.config import ConfigError, load_server_settings
+    from kiosk.config import ConfigError
     from kiosk.server.mqtt import Broker
+    from kiosk.server.settings import load_server_settings
 
     toml = tmp_path / "server.toml"
     for wrong in ("http://broker:1883", "mqtt://", "mqtt://host/topic", "mqtt://host:port"):

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from kiosk.config import ServerSettings
 from kiosk.rules import Refusal
 from kiosk.server.app import ServerConfig
 from kiosk.server.files import IMAGES, JPEG, PDF, PNG, SVG, FileStore, sniff
+from kiosk.server.settings import ServerSettings
 
 PNG_BYTES = b"\x89PNG\r\n\x1a\n" + b"\x00" * 50
 SVG_BYTES = b'<?xml version="1.0"?>\n<!-- drawing -->\n<svg xmlns="http://www.w3.org/2000/svg"/>'

@@ -111,6 +111,17 @@ def test_the_station_app_loads_nothing_of_the_server() -> None:
     assert under(loaded, "kiosk.server") == []
 
 
+def test_the_badge_screen_paints_before_pydantic_loads() -> None:
+    """What runs before the first frame (the command, the settings, the lifecycle guard, the
+    app and its badge screen) loads no pydantic: its import is a quarter of a minimal Textual
+    app's start. The wire models load after the first frame."""
+    loaded = modules_after_import(
+        "kiosk.cli", "kiosk.config", "kiosk.station", "kiosk.app", "kiosk.driver"
+    )
+    assert "kiosk.screens.badge" in loaded
+    assert under(loaded, "pydantic") == []
+
+
 def test_the_client_loads_no_textual() -> None:
     """`kiosk.client` is plain Python + HTTP: usable by the CLI and tests without a terminal."""
     loaded = modules_after_import("kiosk.client")

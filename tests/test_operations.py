@@ -28,11 +28,12 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from kiosk.client.errors import OnHold, Refused
-from kiosk.config import ConfigError, ServerSettings, load_server_settings
+from kiosk.config import ConfigError
 from kiosk.server import demo
 from kiosk.server.app import create_app
 from kiosk.server.logs import JsonLineFormatter, TextFormatter
 from kiosk.server.service import ExecutionService
+from kiosk.server.settings import ServerSettings, load_server_settings
 from kiosk.server.store import normalize_url
 from kiosk.wire import (
     ActionBatch,

@@ -352,7 +352,7 @@ def test_the_new_settings_come_from_the_toml_file_and_the_environment(
         False,
     )
     monkeypatch.setenv("KIOSK_ALLOW_INSECURE_HTTP", "perhaps")
-    with pytest.raises(ConfigError, match="allow_insecure_http: Input should be a valid boolean"):
+    with pytest.raises(ConfigError, match="allow_insecure_http: should be true or false, not .perhaps."):
         load_settings()
 
 

@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 from kiosk.client import credentials, tls
 from kiosk.client.api import ExecutionClient
 from kiosk.client.errors import BackendUnreachable
-from kiosk.config import ConfigError, StationSettings, load_settings
+from kiosk.config import ConfigError, StationSettings, load_settings, station_settings
 from kiosk.wire import Enrollment, StationInfo
 
 _KEY_LINE = re.compile(r"^\s*([A-Za-z0-9_-]+)\s*=")
@@ -115,7 +115,7 @@ def _toml_string(value: str) -> str:
 def _check(path: Path, text: str) -> None:
     """Never leave behind a config the station cannot start with."""
     try:
-        StationSettings.model_validate(tomllib.loads(text))
+        station_settings(tomllib.loads(text))
     except (tomllib.TOMLDecodeError, ValueError) as exc:
         raise ConfigError(f"{path}: cannot record the enrollment here ({exc})") from None
 

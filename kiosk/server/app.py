@@ -42,7 +42,7 @@ from kiosk.server.store import Store
 from kiosk.wire import Problem
 
 if TYPE_CHECKING:
-    from kiosk.config import ServerSettings
+    from kiosk.server.settings import ServerSettings
 
 
 @dataclass(frozen=True)

@@ -28,10 +28,10 @@ import uvicorn
 from fastapi import FastAPI
 from sqlalchemy.engine import make_url
 
-from kiosk.config import ServerSettings
 from kiosk.server import logs, security
 from kiosk.server.app import ServerConfig, create_app, open_service
 from kiosk.server.metrics import MULTIPROC_ENV
+from kiosk.server.settings import ServerSettings
 
 log = logging.getLogger("kiosk.server")
 # The parent hands its resolved settings to the worker processes it spawns.

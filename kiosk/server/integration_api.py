@@ -31,7 +31,7 @@ from kiosk.wire import (
 )
 
 if TYPE_CHECKING:
-    from kiosk.config import ServerSettings
+    from kiosk.server.settings import ServerSettings
 
 ANSWERS: dict[int | str, dict[str, Any]] = {
     **ERRORS,
