@@ -14,6 +14,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from importlib.util import find_spec
 from pathlib import Path
@@ -195,6 +196,9 @@ def test_kiosk_admin_beside_a_running_station_uses_its_server(
     assert len(embedded_servers(data)) == 1  # the station's: no second server, no new token
     admin.type("90001")  # the admin console has no wedge: badge, Tab, PIN, Enter
     admin.send("Tab")
+    # A person's pause after Tab: a key sent the same instant can reach the badge field before
+    # Tab (which the field passes up to the screen first) has moved the focus.
+    time.sleep(0.12)
     admin.type("9999")
     admin.send("Enter")
     admin.wait_for("Admin console · Ada Admin")
