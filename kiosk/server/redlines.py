@@ -34,14 +34,11 @@ _QUERY = (
     .join(t.engineering_changes, t.engineering_changes.c.id == R.change_id)
     .order_by(R.id)
 )
+_UNACKNOWLEDGED = and_(R.redline.is_(True), R.acknowledged_at.is_(None))
 # A redline of the step (views' steps read: `t.steps` is the step) not yet acknowledged.
-OPEN_OF_STEP = and_(R.step_id == t.steps.c.id, R.redline.is_(True), R.acknowledged_at.is_(None))
+OPEN_OF_STEP = and_(R.step_id == t.steps.c.id, _UNACKNOWLEDGED)
 # Read for the steps that have any (the steps' read says which): one indexed read.
-_OPEN = _QUERY.where(
-    R.step_id.in_(bindparam("steps", expanding=True)),
-    R.redline.is_(True),
-    R.acknowledged_at.is_(None),
-)
+_OPEN = _QUERY.where(R.step_id.in_(bindparam("steps", expanding=True)), _UNACKNOWLEDGED)
 
 
 def revision(r: Any, names: NameLookup) -> StepRevision:

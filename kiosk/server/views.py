@@ -283,10 +283,17 @@ _LATEST_COLUMNS = (
     _PRIOR.c.value.label("v_corrects"),
     _V.deviation.label("v_deviation"),
 )
+
+
+def _with_latest(query: Any) -> Any:
+    """`query` (which reads data_items) joined to each item's latest value and what it corrected."""
+    return query.outerjoin(t.recorded_values, _V.id == t.data_items.c.latest_value_id).outerjoin(
+        _PRIOR, _PRIOR.c.id == _V.corrects_id
+    )
+
+
 _ITEMS = (
-    select(t.data_items, *_LATEST_COLUMNS)
-    .outerjoin(t.recorded_values, _V.id == t.data_items.c.latest_value_id)
-    .outerjoin(_PRIOR, _PRIOR.c.id == _V.corrects_id)
+    _with_latest(select(t.data_items, *_LATEST_COLUMNS))
     .where(t.data_items.c.step_id.in_(bindparam("steps", expanding=True)))
     .order_by(t.data_items.c.seq)
 )
@@ -318,12 +325,9 @@ def _steps_query(where: Any) -> Any:
     """An action's steps each with its items and their latest values, `i_` before each item
     column: one read where there were two (each read is a round trip, 0.2 ms on PostgreSQL)."""
     items = (c.label(f"i_{c.name}") for c in (*t.data_items.c, *_LATEST_COLUMNS))
+    with_items = _steps_select().add_columns(*items)
     return (
-        _steps_select()
-        .add_columns(*items)
-        .outerjoin(t.data_items, t.data_items.c.step_id == t.steps.c.id)
-        .outerjoin(t.recorded_values, _V.id == t.data_items.c.latest_value_id)
-        .outerjoin(_PRIOR, _PRIOR.c.id == _V.corrects_id)
+        _with_latest(with_items.outerjoin(t.data_items, t.data_items.c.step_id == t.steps.c.id))
         .where(t.steps.c.traveler_id == bindparam("traveler"), where)
         .order_by(t.steps.c.seq, t.data_items.c.seq)
     )
