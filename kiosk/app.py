@@ -17,7 +17,7 @@ from textual.binding import Binding, BindingType
 from textual.reactive import reactive
 from textual.timer import Timer
 
-from kiosk import lifecycle, themes, watchdog
+from kiosk import lifecycle, partial_paint, themes, watchdog
 from kiosk.client.errors import BackendError, StationNotEnrolled
 from kiosk.config import StationSettings
 from kiosk.screens.badge import BadgeScreen
@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from kiosk.client import ExecutionClient
     from kiosk.client.embedded import EmbeddedBackend
     from kiosk.client.link import PersonSession, StationLink
+    from kiosk.collector import IdleCollector
     from kiosk.drafts import StationSession
     from kiosk.messages import Scanned
     from kiosk.scanning import Scan, ScanRules
@@ -42,6 +43,8 @@ if TYPE_CHECKING:
     )
 
 HEALTH_INTERVAL = 5.0
+QUIET_CHECK = 0.25
+"""Seconds between looks at whether the station is quiet enough to collect its garbage."""
 HEARTBEAT_INTERVAL = 30.0
 
 BEHIND_THE_BADGE_SCREEN = (
@@ -90,8 +93,10 @@ class KioskApp(App[int], inherit_bindings=False):
         clock: Callable[[], datetime] | None = None,
         embedded: EmbeddedBackend | None = None,
         connect: Connect | None = None,
+        collector: IdleCollector | None = None,
     ) -> None:
         super().__init__()
+        partial_paint.install()
         self.settings = settings
         self.embedded = embedded
         self._connect: Connect = connect or (lambda: (server_url, token))
@@ -108,8 +113,11 @@ class KioskApp(App[int], inherit_bindings=False):
         self._idle: Timer | None = None
         self._last_input = time.monotonic()
         self._wedge: WedgeInput | None = None
+        self.collector = collector
+        """Runs the garbage collector while nobody waits (kiosk/collector.py); the station's
+        process has one, tests that run many apps in one process do not."""
         self._scan_rules: ScanRules | None = None
-        self._wedge_timer: Timer | None = None
+        self._wedge_timer: asyncio.TimerHandle | None = None
         self._state: StationSession | None = None
         for theme in themes.THEMES.values():
             self.register_theme(theme)
@@ -212,6 +220,9 @@ class KioskApp(App[int], inherit_bindings=False):
         self.link.start()
         self.connected.set()
         self.load_station()
+        if self.collector is not None:  # everything the station loads at start is loaded now
+            self.collector.start()
+            self.set_interval(QUIET_CHECK, self._collect_if_quiet)
 
     async def until_connected(self) -> None:
         """Wait for the link, saying why on screen: a badge scanned at once is not lost."""
@@ -221,6 +232,8 @@ class KioskApp(App[int], inherit_bindings=False):
             await self.connected.wait()
 
     async def on_unmount(self) -> None:
+        if self._wedge_timer is not None:
+            self._wedge_timer.cancel()
         if self._link is not None:
             await self._link.close()
 
@@ -317,6 +330,10 @@ class KioskApp(App[int], inherit_bindings=False):
                 bar.refused = counts.get("refused", 0)
                 bar.config_version = self.info.config_version if self.info else None
                 bar.clock = f"{self.clock():%H:%M}"
+
+    def _collect_if_quiet(self) -> None:
+        assert self.collector is not None
+        self.collector.quiet(time.monotonic() - self._last_input)
 
     def _tick(self) -> None:
         for bar in self.screen.query(StatusBar):
@@ -461,6 +478,8 @@ class KioskApp(App[int], inherit_bindings=False):
         """
         if isinstance(event, events.InputEvent | events.Paste):
             self._last_input = time.monotonic()
+            if self.collector is not None:
+                self.collector.used()
         wedged = isinstance(event, events.Key | events.Paste) and not event.is_forwarded
         # The scanner test screen times every key itself (RAW_KEYS).
         if wedged and not getattr(self.screen, "RAW_KEYS", False):
@@ -478,11 +497,15 @@ class KioskApp(App[int], inherit_bindings=False):
         for scan in outcome.scans:
             self.route_scan(scan)
         if self._wedge_timer is not None:
-            self._wedge_timer.stop()
+            self._wedge_timer.cancel()
             self._wedge_timer = None
         wait = self.wedge.seconds_to_deadline()
         if wait is not None:
-            self._wedge_timer = self.set_timer(wait, self._wedge_tick)
+            # Re-armed on every key: the event loop's own timer, not a Textual Timer (a task
+            # each). The tick is queued behind the keys already queued, so it sees them first.
+            self._wedge_timer = asyncio.get_running_loop().call_later(
+                wait, self.call_later, self._wedge_tick
+            )
 
     async def _wedge_tick(self) -> None:
         self._wedge_timer = None

@@ -8,7 +8,7 @@ from typing import ClassVar
 from textual.app import App
 from textual.binding import Binding, BindingType
 
-from kiosk import themes
+from kiosk import partial_paint, themes
 from kiosk.client import ExecutionClient
 
 
@@ -21,6 +21,7 @@ class SignedInApp(App[int], inherit_bindings=False):
 
     def __init__(self, client: ExecutionClient) -> None:
         super().__init__()
+        partial_paint.install()
         self.client = client
         for theme in themes.THEMES.values():
             self.register_theme(theme)

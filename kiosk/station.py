@@ -156,6 +156,7 @@ def run_station(settings: StationSettings) -> int:
             if pending.embedded is not None:
                 shutdown.at_forced_exit(pending.embedded.kill)
             from kiosk.app import KioskApp
+            from kiosk.collector import IdleCollector
             from kiosk.driver import StationDriver
 
             app = KioskApp(
@@ -164,6 +165,7 @@ def run_station(settings: StationSettings) -> int:
                 None,
                 embedded=pending.embedded,
                 connect=pending.finish,
+                collector=IdleCollector(),
             )
             app.driver_class = StationDriver  # survives losing its terminal (kiosk/driver.py)
             shutdown.app = app

@@ -15,13 +15,17 @@ from textual.pilot import Pilot
 from textual.worker import WorkerCancelled
 
 from kiosk.app import KioskApp
+from kiosk.collector import IdleCollector
 from kiosk.config import StationSettings
 
 FROZEN = datetime(2026, 11, 26, 9, 30).astimezone()
 
 
-def make_app(url: str, token: str, data_dir: Path) -> KioskApp:
-    return KioskApp(StationSettings(data_dir=data_dir), url, token, clock=lambda: FROZEN)
+def make_app(
+    url: str, token: str, data_dir: Path, *, collector: IdleCollector | None = None
+) -> KioskApp:
+    settings = StationSettings(data_dir=data_dir)
+    return KioskApp(settings, url, token, clock=lambda: FROZEN, collector=collector)
 
 
 async def settle(pilot: Pilot[int]) -> None:

@@ -253,6 +253,36 @@ async def test_a_value_that_is_not_a_number_is_refused_before_sending(
         assert snapshot(live_server.service, "TRV-1002") == before
 
 
+async def test_the_verdict_is_drawn_whole_as_it_grows_and_shrinks(
+    live_server: LiveServer, tmp_path: Path
+) -> None:
+    """The verdict keeps a box while the field is in use and is then only repainted: a verdict
+    longer than that box must still get the room it needs, and give it back, on the screen."""
+    async with running(live_server.url, live_server.token(), tmp_path) as pilot:
+        app = pilot.app
+        await work_on(pilot, "TRV-1002")
+        await burst(pilot, "TL-0001")
+        row = "Fastener torque [11.5–13.5 Nm]"
+
+        def drawn() -> str:
+            lines = screen_text(app).splitlines()
+            below = lines[next(n for n, line in enumerate(lines) if row in line) + 1]
+            return " ".join(below.split())
+
+        await type_in(pilot, "1")
+        assert "1 ✘ OUT OF TOLERANCE not recorded" in drawn()
+        await type_in(pilot, "2")
+        assert "12 ✔ in tolerance not recorded" in drawn()
+        await type_in(pilot, "x")  # longer than the box kept for it
+        assert "12x ✘ '12x' is not a number." in drawn()
+        await pilot.press("backspace")
+        await settle(pilot)
+        assert "12 ✔ in tolerance not recorded" in drawn()
+        await pilot.press("backspace", "backspace")
+        await settle(pilot)
+        assert drawn().endswith("number not recorded")  # the field's hint again, no verdict
+
+
 # --- signatures -----------------------------------------------------------------------------------
 
 

@@ -307,3 +307,20 @@ async def test_a_station_given_unusable_scanner_settings_keeps_its_keyboard(
         assert app.is_running and app.wedge.settings == DetectorSettings()
         await burst(pilot, "10001")
         assert app.person is not None and app.person.name == "Ana Ortiz"
+
+
+async def test_keys_handled_late_by_a_busy_station_are_still_decided(
+    live_server: LiveServer, tmp_path: Path
+) -> None:
+    """Keys a busy station reads late carry their old time, so the detector's deadline for them
+    has already passed when they are handled: they must be decided then, not wait for the next
+    key (a wait of 0 s: Textual's Timer divides by it and never fired)."""
+    async with running(live_server.url, live_server.token(), tmp_path) as pilot:
+        field = await on_queue_with_the_traveler_field(pilot)
+        # A read with no Enter, as if the station had been busy for a second.
+        await post_keys(pilot, "TRV-1001", [4] * 7, start=time.monotonic() - 1.0)
+        await pilot.pause(0.3)
+        await settle(pilot)
+        assert pilot.app.wedge.seconds_to_deadline() is None  # nothing left undecided
+        assert "Unreadable scan: the reader stopped mid-code. Scan again." in message(pilot.app)
+        assert field.value == ""

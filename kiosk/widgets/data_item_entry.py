@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import rich.repr
+from rich.cells import cell_len
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.geometry import Size
@@ -94,6 +95,20 @@ class ValueInput(Input):
     virtual_size = Reactive(Size(0, 0), layout=False, repaint=True)
 
 
+def keeps_its_box(verdict: Static, text: str) -> bool:
+    """Whether `text` fits the verdict's box as it is, which then need not change: its width is
+    its reserved minimum (what is shorter leaves it as it is) and `text` fits on its one line.
+
+    Textual lays out the whole screen for any widget that may change size: 4-8 ms a key on a
+    traveler screen, where the verdict changes on a third of the keys typed into a measurement
+    (scripts/bench_interaction.py).
+    """
+    size, reserved = verdict.size, verdict.styles.min_width
+    if reserved is None or size.height != 1 or not reserved.is_cells:
+        return False
+    return size.width == int(reserved.value) and cell_len(text) <= size.width
+
+
 class DataItemEntry(Vertical):
     """Two lines: what to record (with limits); then the input, the live verdict, the last value."""
 
@@ -107,6 +122,9 @@ class DataItemEntry(Vertical):
         & > Horizontal { height: auto; }
         & Input { width: 16; margin: 0 1; }
         & .verdict { width: auto; max-width: 30; height: auto; margin-right: 1; }
+        /* While a measurement is typed its verdict keeps room for "✘ OUT OF TOLERANCE", so
+           a verdict that changes with the keys needs a repaint, not a layout (keeps_its_box). */
+        &.-measurement:focus-within .verdict { min-width: 18; min-height: 1; }
         & .verdict.-good { color: $success; }
         & .verdict.-bad { color: $error; text-style: bold; }
         & .recorded { width: 1fr; height: auto; color: $foreground 70%; }
@@ -145,7 +163,8 @@ class DataItemEntry(Vertical):
             return self.entry
 
     def __init__(self, item: DataItem, draft: str = "", *, disabled: bool = False) -> None:
-        super().__init__(id=f"item-{item.id}", disabled=disabled)
+        measured = "-measurement" if item.kind is ItemKind.MEASUREMENT else None
+        super().__init__(id=f"item-{item.id}", classes=measured, disabled=disabled)
         self.item = item
         self._draft = draft
         self._judged: tuple[str, str] | None = None  # the verdict on show
@@ -192,7 +211,7 @@ class DataItemEntry(Vertical):
         self._judged = judged
         text, css = judged
         verdict = self.query_one(".verdict", Static)
-        verdict.update(text)
+        verdict.update(text, layout=not keeps_its_box(verdict, text))
         verdict.set_class(css == "-good", "-good")
         verdict.set_class(css == "-bad", "-bad")
 

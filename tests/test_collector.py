@@ -1,0 +1,77 @@
+"""The station collects its garbage while nobody waits for it (kiosk/collector.py)."""
+
+from __future__ import annotations
+
+import gc
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from kiosk.collector import QUIET_SECONDS, RARER, IdleCollector
+from tests.conftest import LiveServer
+from tests.station import make_app, settle, typed
+
+
+@pytest.fixture
+def full_collections() -> Iterator[list[float]]:
+    """The moments (time.monotonic) at which a full collection started, while the test runs."""
+    seen: list[float] = []
+
+    def note(phase: str, info: dict[str, Any]) -> None:
+        if phase == "start" and info["generation"] == 2:
+            seen.append(time.monotonic())
+
+    gc.callbacks.append(note)
+    yield seen
+    gc.callbacks.remove(note)
+
+
+@pytest.fixture
+def restored_gc() -> Iterator[None]:
+    """What `start` changes is the process's: put it back for the tests after this one."""
+    thresholds = gc.get_threshold()
+    yield
+    gc.unfreeze()
+    gc.set_threshold(*thresholds)
+
+
+def test_it_collects_once_after_use_and_only_when_quiet(full_collections: list[float]) -> None:
+    collector = IdleCollector()
+    assert not collector.quiet(10.0)  # never used: nothing to collect
+    collector.used()
+    assert not collector.quiet(QUIET_SECONDS - 0.01)  # someone may still be at it
+    assert full_collections == []
+    assert collector.quiet(QUIET_SECONDS)  # at the limit: quiet
+    assert len(full_collections) == 1
+    assert not collector.quiet(5.0)  # nothing used since: once is enough
+    assert len(full_collections) == 1
+
+
+@pytest.mark.usefixtures("restored_gc")
+def test_start_freezes_what_is_loaded_and_makes_full_collections_rarer() -> None:
+    young, middle, full = gc.get_threshold()
+    IdleCollector().start()
+    assert gc.get_freeze_count() > 1000  # the loaded code, out of every collection's way
+    assert gc.get_threshold() == (young, middle, full * RARER)
+
+
+@pytest.mark.parametrize("plant", ["sqlite"], indirect=True)
+@pytest.mark.usefixtures("restored_gc")
+async def test_the_station_collects_when_people_stop_and_not_while_they_type(
+    live_server: LiveServer, tmp_path: Path, full_collections: list[float]
+) -> None:
+    app = make_app(live_server.url, live_server.token(), tmp_path, collector=IdleCollector())
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        await app.connected.wait()
+        await pilot.pause(QUIET_SECONDS + 0.5)
+        full_collections.clear()
+        began = time.monotonic()
+        await typed(pilot, "123456", gap=0.12)  # a person typing: never quiet for long
+        stopped = time.monotonic()
+        assert [t for t in full_collections if began <= t < stopped - 0.12] == []
+        await pilot.pause(QUIET_SECONDS + 0.6)
+        assert [t for t in full_collections if t >= stopped + QUIET_SECONDS - 0.05]
