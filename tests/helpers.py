@@ -350,7 +350,13 @@ def secret_pattern(secret: str) -> re.Pattern[str]:
     return re.compile(rf"(?<![0-9A-Za-z]){re.escape(secret)}(?![0-9A-Za-z])")
 
 
+UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", re.IGNORECASE)
+"""A random id (an idempotency key): one in about 9,000 has a group of four that is one of the
+PINs, which is chance, not a leak (a test run failed on '58763100-1313-…')."""
+
+
 def leaked_secrets(text: str) -> list[str]:
+    text = UUID.sub("<uuid>", text)
     return [s for s in BADGES + PINS if secret_pattern(s).search(text)]
 
 
