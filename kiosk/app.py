@@ -508,7 +508,8 @@ class KioskApp(App[int], inherit_bindings=False):
             )
 
     async def _wedge_tick(self) -> None:
-        self._wedge_timer = None
+        # The handle in _wedge_timer may be a newer one (a key came between the timer and this
+        # tick): _settle replaces it, so it is left for _settle to cancel.
         await self._settle(await self.wedge.poll(super().on_event))
 
     # --- scans ------------------------------------------------------------------------------------
