@@ -9,24 +9,34 @@ keeps Textual's method and narrows one test: a widget is rendered when its own v
 inside the change are written, and only a widget that covers them can be the one drawn there
 (tests/test_partial_paint.py compares both ways on the station's screens).
 
-Installed by the station's apps before their first frame. Written against the Textual the locks
-pin; on any other version it leaves Textual alone and `install` says so (the test of it fails,
-so an upgrade re-checks this against Textual's new compositor).
+Installed by the station's apps before their first frame. Written against Textual 8.2.8, which
+pyproject.toml pins exactly. It replaces Textual's method only while that method is still the one
+read (where it starts in its file and the names it uses): on any other Textual it leaves it alone,
+and tests/test_partial_paint.py fails, so an upgrade re-checks this. (Not `textual.__version__`:
+that reads the package metadata, 8 ms on the station's start.)
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 
-import textual
 from textual._compositor import Compositor
 from textual.geometry import Region
 from textual.strip import Strip
 
-CHECKED_AGAINST = "8.2.8"
-"""The Textual whose `Compositor._get_renders` this replaces, read line by line."""
-
 _textual_renders = Compositor._get_renders
+
+READ = (
+    1031,
+    ("Region", "visible_widgets", "overlaps", "items", "intersection", "contains_region",
+     "render_lines", "width", "height", "x", "y"),
+)  # fmt: skip
+"""Textual 8.2.8's `Compositor._get_renders`, as read: its first line and the names it uses."""
+
+
+def _as_read() -> bool:
+    code = _textual_renders.__code__
+    return (code.co_firstlineno, code.co_names) == READ
 
 
 def _get_renders(
@@ -44,7 +54,7 @@ def _get_renders(
 
 def install() -> bool:
     """Narrow the compositor's test; False (and Textual left as it is) on an unchecked version."""
-    if textual.__version__ != CHECKED_AGAINST:
+    if not _as_read():
         return False
     Compositor._get_renders = _get_renders  # type: ignore[method-assign]
     return True

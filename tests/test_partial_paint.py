@@ -22,8 +22,8 @@ ON_SQLITE = pytest.mark.parametrize("plant", ["sqlite"], indirect=True)
 
 def test_it_is_written_for_the_textual_the_locks_pin() -> None:
     """After a Textual upgrade this fails: read the new `Compositor._get_renders` and re-check
-    the fix against it (then set CHECKED_AGAINST), or drop it if Textual now does the same."""
-    assert partial_paint.install(), "Textual is not the version partial_paint was checked against"
+    the fix against it (then set READ), or drop it if Textual now does the same."""
+    assert partial_paint.install(), "Textual's compositor is not the one partial_paint was read from"
 
 
 def changes(app: KioskApp) -> Iterator[list[Region]]:
