@@ -166,14 +166,11 @@ def savepoint(conn: Connection) -> Iterator[None]:
             del pending.rows[mark:]
         if not conn.invalidated:  # a lost connection has no savepoint to go back to
             conn.exec_driver_sql(f"ROLLBACK TO SAVEPOINT {name}")
-            if released:
-                conn.exec_driver_sql(f"RELEASE SAVEPOINT {name}")
         raise
-    else:
-        if released:
-            conn.exec_driver_sql(f"RELEASE SAVEPOINT {name}")
     finally:
         conn.info[_SAVEPOINT_DEPTH] = depth
+        if released and not conn.invalidated:
+            conn.exec_driver_sql(f"RELEASE SAVEPOINT {name}")
 
 
 _SAVEPOINT_DEPTH = "kiosk.savepoint_depth"
