@@ -20,6 +20,7 @@ from textual.timer import Timer
 from kiosk import lifecycle, partial_paint, themes, watchdog
 from kiosk.client.errors import BackendError, StationNotEnrolled
 from kiosk.config import StationSettings
+from kiosk.scan_gate import ScanGate
 from kiosk.screens.badge import BadgeScreen
 from kiosk.widgets.status_bar import StatusBar
 
@@ -118,6 +119,7 @@ class KioskApp(App[int], inherit_bindings=False):
         process has one, tests that run many apps in one process do not."""
         self._scan_rules: ScanRules | None = None
         self._wedge_timer: asyncio.TimerHandle | None = None
+        self._scan_gate = ScanGate(self, self._wedge_event)
         self._state: StationSession | None = None
         for theme in themes.THEMES.values():
             self.register_theme(theme)
@@ -234,6 +236,7 @@ class KioskApp(App[int], inherit_bindings=False):
     async def on_unmount(self) -> None:
         if self._wedge_timer is not None:
             self._wedge_timer.cancel()
+        self._scan_gate.cancel()
         if self._link is not None:
             await self._link.close()
 
@@ -483,14 +486,20 @@ class KioskApp(App[int], inherit_bindings=False):
         wedged = isinstance(event, events.Key | events.Paste) and not event.is_forwarded
         # The scanner test screen times every key itself (RAW_KEYS).
         if wedged and not getattr(self.screen, "RAW_KEYS", False):
-            if isinstance(event, events.Key):
-                outcome = await self.wedge.feed(event, super().on_event, self.focused)
+            assert isinstance(event, events.Key | events.Paste)
+            if self._scan_gate.closed:
+                self._scan_gate.hold(event)  # behind a scan the screen has not acted on yet
             else:
-                assert isinstance(event, events.Paste)
-                outcome = await self.wedge.paste(event, super().on_event, self.focused)
-            await self._settle(outcome)
+                await self._wedge_event(event)
             return
         await super().on_event(event)
+
+    async def _wedge_event(self, event: events.Key | events.Paste) -> None:
+        if isinstance(event, events.Key):
+            outcome = await self.wedge.feed(event, super().on_event, self.focused)
+        else:
+            outcome = await self.wedge.paste(event, super().on_event, self.focused)
+        await self._settle(outcome)
 
     async def _settle(self, outcome: Outcome) -> None:
         """Act on the scans the wedge completed and re-arm its timer for what it still holds."""
@@ -526,6 +535,7 @@ class KioskApp(App[int], inherit_bindings=False):
         from kiosk.scanning import classify
 
         self.screen.post_message(Scanned(classify(scan.text, self.scan_rules)))
+        self._scan_gate.close_behind(self.screen)
 
     def on_scanned(self, message: Scanned) -> None:
         """A scan no screen took: a badge signs in, a traveler opens, anything else says why

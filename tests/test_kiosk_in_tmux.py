@@ -23,9 +23,27 @@ TMUX = shutil.which("tmux")
 
 
 class Terminal:
+    """One tmux server of its own per terminal (`-L`): test workers running side by side never
+    race one shared server as it starts or exits ("server exited unexpectedly")."""
+
     def __init__(self, session: str) -> None:
         self.session = session
         self.pid_file: Path | None = None
+
+    @classmethod
+    def open(cls, session: str, command: str) -> Terminal:
+        """An 80x24 terminal running `command` through sh, ignoring any ~/.tmux.conf."""
+        assert TMUX is not None
+        subprocess.run(
+            [TMUX, "-L", session, "-f", "/dev/null", "new-session", "-d", "-s", session,
+             "-x", "80", "-y", "24", command],
+            check=True, timeout=30,
+        )  # fmt: skip
+        return cls(session)
+
+    def close(self) -> None:
+        assert TMUX is not None
+        subprocess.run([TMUX, "-L", self.session, "kill-server"], capture_output=True, timeout=30)
 
     @property
     def kiosk_pid(self) -> int:
@@ -34,7 +52,9 @@ class Terminal:
 
     def tmux(self, *args: str) -> str:
         assert TMUX is not None
-        return subprocess.run([TMUX, *args], check=True, capture_output=True, text=True).stdout
+        return subprocess.run(
+            [TMUX, "-L", self.session, *args], check=True, capture_output=True, text=True
+        ).stdout
 
     def send(self, *keys: str) -> None:
         self.tmux("send-keys", "-t", self.session, *keys)
@@ -74,29 +94,17 @@ def terminal(tmp_path: Path) -> Iterator[Terminal]:
     env = (
         f"KIOSK_DATA_DIR={tmp_path} KIOSK_CONFIG_FILE={tmp_path / 'none.toml'} TERM=xterm-256color"
     )
-    subprocess.run(
-        [
-            TMUX,
-            "new-session",
-            "-d",
-            "-s",
-            session,
-            "-x",
-            "80",
-            "-y",
-            "24",
-            # The shell records the kiosk's PID (exec keeps it), so a test can signal it.
-            f"sh -c 'echo $$ > {tmp_path / 'kiosk.pid'}; exec env {env} {kiosk}'; "
-            "echo KIOSK-EXITED $?; sleep 60",
-        ],
-        check=True,
+    term = Terminal.open(
+        session,
+        # The shell records the kiosk's PID (exec keeps it), so a test can signal it.
+        f"sh -c 'echo $$ > {tmp_path / 'kiosk.pid'}; exec env {env} {kiosk}'; "
+        "echo KIOSK-EXITED $?; sleep 60",
     )
-    term = Terminal(session)
     term.pid_file = tmp_path / "kiosk.pid"
     try:
         yield term
     finally:
-        subprocess.run([TMUX, "kill-session", "-t", session], capture_output=True)
+        term.close()
 
 
 def test_operator_session_in_a_real_terminal(terminal: Terminal) -> None:

@@ -152,27 +152,25 @@ async def test_a_refused_token_is_shown_as_not_enrolled_never_online(
 
 
 @pytest.fixture
-def machine(tmp_path: Path) -> Iterator[tuple[Path, list[str]]]:
-    """One data directory, and the tmux sessions opened on it (killed at the end)."""
+def machine(tmp_path: Path) -> Iterator[tuple[Path, list[Terminal]]]:
+    """One data directory, and the terminals opened on it (each its own tmux server; closed
+    at the end)."""
     if TMUX is None:
         pytest.fail("tmux is needed for this test: apt-get install tmux")
-    sessions: list[str] = []
-    yield tmp_path, sessions
-    for session in sessions:
-        subprocess.run([TMUX, "kill-session", "-t", session], capture_output=True)
+    terminals: list[Terminal] = []
+    yield tmp_path, terminals
+    for terminal in terminals:
+        terminal.close()
 
 
-def open_terminal(data: Path, sessions: list[str], *args: str) -> Terminal:
+def open_terminal(data: Path, terminals: list[Terminal], *args: str) -> Terminal:
     assert TMUX is not None
-    session = f"kiosk-start-{os.getpid()}-{len(sessions)}"
+    session = f"kiosk-start-{os.getpid()}-{len(terminals)}"
     kiosk = Path(sys.executable).parent / "kiosk"
     env = f"KIOSK_DATA_DIR={data} KIOSK_CONFIG_FILE={data / 'none.toml'} TERM=xterm-256color"
     command = f"env {env} {kiosk} {' '.join(args)}; echo KIOSK-EXITED $?; sleep 60"
-    subprocess.run(
-        [TMUX, "new-session", "-d", "-s", session, "-x", "80", "-y", "24", command], check=True
-    )
-    sessions.append(session)
-    return Terminal(session)
+    terminals.append(Terminal.open(session, command))
+    return terminals[-1]
 
 
 def embedded_servers(data: Path) -> list[str]:
@@ -184,14 +182,14 @@ def embedded_servers(data: Path) -> list[str]:
 
 @pytest.mark.slow
 def test_kiosk_admin_beside_a_running_station_uses_its_server(
-    machine: tuple[Path, list[str]],
+    machine: tuple[Path, list[Terminal]],
 ) -> None:
-    data, sessions = machine
-    station = open_terminal(data, sessions)
+    data, terminals = machine
+    station = open_terminal(data, terminals)
     station.wait_for("Scan your badge to sign in")
     station.wait_for("ONLINE")
 
-    admin = open_terminal(data, sessions, "admin")
+    admin = open_terminal(data, terminals, "admin")
     admin.wait_for("Admin sign-in")
     assert len(embedded_servers(data)) == 1  # the station's: no second server, no new token
     admin.type("90001")  # the admin console has no wedge: badge, Tab, PIN, Enter

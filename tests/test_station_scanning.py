@@ -14,6 +14,7 @@ from textual.widgets import Input, RichLog
 from kiosk.scanning import LAYOUT_MISMATCH, DetectorSettings
 from kiosk.screens.badge import BadgeScreen
 from kiosk.screens.queue import QueueScreen
+from kiosk.screens.sign_off import SignOffScreen
 from kiosk.screens.traveler import TravelerScreen
 from kiosk.wedge import WedgeInput
 from kiosk.wire import ScannerConfig
@@ -324,3 +325,25 @@ async def test_keys_handled_late_by_a_busy_station_are_still_decided(
         assert pilot.app.wedge.seconds_to_deadline() is None  # nothing left undecided
         assert "Unreadable scan: the reader stopped mid-code. Scan again." in message(pilot.app)
         assert field.value == ""
+
+
+async def test_a_pin_typed_right_behind_a_badge_scan_lands_in_the_pin_field(
+    live_server: LiveServer, tmp_path: Path
+) -> None:
+    """A busy station reads the badge and the PIN's first digit in one go, as tmux delivered
+    them in a CI run: that digit was handled before the prompt had moved the focus to the PIN,
+    so it went into the badge field and the signature was refused."""
+    async with running(live_server.url, live_server.token(), tmp_path) as pilot:
+        await pilot.press("f12")  # the admin exit: a badge-and-PIN prompt
+        await settle(pilot)
+        assert isinstance(pilot.app.screen, SignOffScreen)
+        # The badge's read, and 0.1 ms behind it the first digit a person typed; the rest at a
+        # person's pace, stamped as read.
+        await post_keys(pilot, "10001\r1", [0.05] * 5 + [0.1], start=time.monotonic())
+        for _ in range(3):
+            await post_keys(pilot, "1", [])
+            await pilot.pause(0.12)
+        assert pilot.app.screen.query_one("#pin", Input).value == "1111"
+        await post_keys(pilot, "\r", [])
+        await settle(pilot)
+        assert "Ana Ortiz is not an admin; the station stays open." in message(pilot.app)
