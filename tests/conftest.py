@@ -15,6 +15,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pytest
@@ -60,6 +61,8 @@ class Template:
     backend: str
     secret_file: Path
     source: str  # SQLite file path or PostgreSQL template database name
+    day: date
+    """The UTC day it was seeded: the demo's dates (calibrations, certifications) count from it."""
 
 
 @pytest.fixture(scope="session")
@@ -80,31 +83,36 @@ def _pg_url(database: str) -> str:
 
 
 @pytest.fixture(scope="session")
-def templates(session_dir: Path) -> Iterator[dict[str, Template]]:
-    made: dict[str, Template] = {}
+def templates(session_dir: Path) -> Iterator[dict[str, list[Template]]]:
+    made: dict[str, list[Template]] = {}
     yield made
-    if "postgresql" in made:
+    for tmpl in made.get("postgresql", []):
         with _admin_engine().connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{made["postgresql"].source}"'))
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{tmpl.source}"'))
 
 
-def _template(backend: str, templates: dict[str, Template], session_dir: Path) -> Template:
-    if backend in templates:
-        return templates[backend]
-    secret = session_dir / f"plant-secret-{backend}"  # each template has its own witness
+def _template(backend: str, templates: dict[str, list[Template]], session_dir: Path) -> Template:
+    """The demo plant seeded today: a session that runs past midnight seeds it again, or the
+    dates the demo counts from today (an expired certification's) are a day off."""
+    today = datetime.now(UTC).date()
+    made = templates.setdefault(backend, [])
+    if made and made[-1].day == today:
+        return made[-1]
+    # Each template has its own witness.
+    secret = session_dir / f"plant-secret-{backend}-{len(made)}"
     if backend == "sqlite":
         path = session_dir / f"template-{uuid.uuid4().hex[:8]}.db"
         svc = open_service(ServerConfig(f"sqlite:///{path}", secret, demo=True))
         svc.store.dispose()
-        templates[backend] = Template(backend, secret, str(path))
+        made.append(Template(backend, secret, str(path), today))
     else:
         name = f"kiosk_tmpl_{os.getpid()}_{uuid.uuid4().hex[:6]}"
         with _admin_engine().connect() as conn:
             conn.execute(text(f'CREATE DATABASE "{name}"'))
         svc = open_service(ServerConfig(_pg_url(name), secret, demo=True))
         svc.store.dispose()
-        templates[backend] = Template(backend, secret, name)
-    return templates[backend]
+        made.append(Template(backend, secret, name, today))
+    return made[-1]
 
 
 @dataclass
@@ -121,7 +129,7 @@ class Plant:
 @pytest.fixture(params=_backends())
 def plant(
     request: pytest.FixtureRequest,
-    templates: dict[str, Template],
+    templates: dict[str, list[Template]],
     session_dir: Path,
     tmp_path: Path,
 ) -> Iterator[Plant]:

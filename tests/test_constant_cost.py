@@ -11,12 +11,14 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import event
+from sqlalchemy import event, select
 
 from kiosk.rules import Refusal
 from kiosk.server import erp
+from kiosk.server import schema as t
 from kiosk.server.service import ExecutionService, Presented
 from kiosk.wire import ActionBatch, ItemKind, QueuedAction, RecordValue
+from tests.conftest import Plant
 from tests.helpers import ServiceFloor, new_key, step_of
 
 
@@ -193,3 +195,72 @@ def test_batches_delivered_at_once_share_one_commit_and_a_failure_stays_its_own(
     assert isinstance(answers["b"], Refusal) and answers["b"].status == 401
     latest = service.traveler("TRV-LONG").steps[0].items[0].latest
     assert latest is not None and latest.value in ("note 2", "note 6")
+
+
+def _recorded(service: ExecutionService, item_id: int) -> list[str]:
+    with service.store.read() as conn:
+        return list(
+            conn.execute(
+                select(t.recorded_values.c.value)
+                .where(t.recorded_values.c.item_id == item_id)
+                .order_by(t.recorded_values.c.id)
+            ).scalars()
+        )
+
+
+def test_a_batchs_answers_are_written_in_one_statement(service: ExecutionService) -> None:
+    long_traveler(service, 6)
+    floor = ServiceFloor(service)
+    trav = floor.do(floor.start("ana", service.traveler("TRV-LONG"), "10.1")).traveler
+    batch = values_batch(floor, step_of(trav, "10.1").items[0].id, 1, 10)
+    with statements(service) as seen:
+        service.perform_batch(floor.station, batch)
+    assert sum(1 for s in seen if s.startswith("INSERT INTO idempotency")) == 1
+
+
+def test_a_key_twice_in_one_batch_is_applied_once(service: ExecutionService) -> None:
+    """A station's outbox never sends one entry twice in a batch, but a server must not count
+    on it: the second is answered what the first was, from the answers not yet written."""
+    long_traveler(service, 6)
+    floor = ServiceFloor(service)
+    trav = floor.do(floor.start("ana", service.traveler("TRV-LONG"), "10.1")).traveler
+    item = step_of(trav, "10.1").items[0]
+    (once,) = values_batch(floor, item.id, 1, 1).actions
+    other = once.model_copy(update={"action": once.action.model_copy(update={"value": "else"})})
+    outcomes = service.perform_batch(floor.station, ActionBatch(actions=(once, once, other))).outcomes
+    assert outcomes[0] == outcomes[1] and outcomes[0].status == 200
+    assert outcomes[2].problem is not None and outcomes[2].problem.rule == "idempotency_key_reused"
+    assert _recorded(service, item.id) == ["note 1"]
+
+
+def test_one_batch_through_two_server_processes_at_once_is_applied_once(
+    plant: Plant, service: ExecutionService
+) -> None:
+    """A station that gave up waiting delivers its batch again, and a load balancer sends it to
+    the other server process while the first still works on it. On PostgreSQL both apply it;
+    the one that commits second meets the first's answers as it writes its own, and runs its
+    transaction again: then it finds them and gives them, and nothing is applied twice."""
+    long_traveler(service, 6)
+    floor = ServiceFloor(service)
+    trav = floor.do(floor.start("ana", service.traveler("TRV-LONG"), "10.1")).traveler
+    item = step_of(trav, "10.1").items[0]
+    batch = values_batch(floor, item.id, 1, 20)
+    other = plant.service()  # a second process: its own engine and its own group commit
+    barrier = threading.Barrier(4)
+    answers: list[Any] = []
+
+    def deliver(through: ExecutionService) -> None:
+        barrier.wait(10)
+        answers.append(through.perform_batch(floor.station, batch).outcomes)
+
+    try:
+        threads = [threading.Thread(target=deliver, args=(s,)) for s in (service, other) * 2]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+    finally:
+        other.store.dispose()
+    assert len(answers) == 4 and all(a == answers[0] for a in answers)
+    assert [o.status for o in answers[0]] == [200] * 20
+    assert _recorded(service, item.id) == [f"note {n}" for n in range(1, 21)]

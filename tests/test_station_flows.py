@@ -24,7 +24,7 @@ from kiosk.screens.sign_off import SignOffScreen
 from kiosk.screens.traveler import TravelerScreen
 from kiosk.server import schema as t
 from kiosk.server.service import ExecutionService
-from kiosk.widgets.data_item_entry import DataItemEntry
+from kiosk.widgets.data_item_entry import DataItemEntry, describe, recorded_text
 from kiosk.widgets.hold_banner import HoldBanner
 from kiosk.widgets.status_bar import StatusBar
 from kiosk.widgets.step_detail import StepDetail
@@ -43,6 +43,7 @@ from tests.station_helpers import (
     text_of,
     type_in,
 )
+from tests.test_screens_scale import go_to
 
 pytestmark = pytest.mark.parametrize("plant", ["sqlite"], indirect=True)
 
@@ -189,6 +190,46 @@ async def test_measurement_verdict_shows_as_typed_then_records(
         assert (on_server.latest.value, on_server.latest.passed) == ("12.700", True)  # as read
         assert "recorded, in tolerance (12.69–12.71 mm)" in message(app)
         assert "✔ 12.700 mm · Ana Ortiz" in text_of(entry(screen, bore).query_one(".recorded"))
+
+
+async def test_a_step_shown_after_another_shows_its_own_items_and_drafts(
+    live_server: LiveServer, tmp_path: Path
+) -> None:
+    """The step pane fills the entries it has with the next step's items (mounting only what
+    is missing): nothing of the step before may show through, and a draft comes back with it."""
+    work_steps(live_server.service, "TRV-1001", "10.1")
+    async with running(live_server.url, live_server.token(), tmp_path) as pilot:
+        app = pilot.app
+        await work_on(pilot, "TRV-1001")
+        screen = traveler_screen(app)
+        await burst(pilot, "TL-0003")
+        bore = "Bushing bore diameter"
+        await type_in(pilot, "12.75")
+        assert verdict(screen, bore) == "✘ OUT OF TOLERANCE"
+
+        trav = live_server.service.traveler("TRV-1001")
+        for number in ("10.1", "20.1", "10.1", "20.2"):  # two items, three, two, three
+            await go_to(pilot, number)
+            step = step_of(trav, number)
+            shown = [(e.item.id, e.value, verdict(screen, e.item.label)) for e in screen.query(DataItemEntry)]
+            assert shown == [(item.id, "", "") for item in step.items]
+            labels = [text_of(e.query_one(".label")) for e in screen.query(DataItemEntry)]
+            assert labels == [describe(item) for item in step.items]
+            recorded = [text_of(e.query_one(".recorded")) for e in screen.query(DataItemEntry)]
+            assert recorded == [recorded_text(item) for item in step.items]
+            if step.status is StepStatus.COMPLETE:
+                assert all(e.disabled for e in screen.query(DataItemEntry))
+
+        await go_to(pilot, "10.2")
+        assert entry(screen, bore).value == "12.75"  # the draft, kept while away
+        assert verdict(screen, bore) == "✘ OUT OF TOLERANCE"
+        entry(screen, bore).query_one(Input).focus()
+        await pilot.press(*["backspace"] * 5)
+        await type_in(pilot, "12.700")
+        await pilot.press("enter")
+        await settle(pilot)
+        on_server = item_of(step_of(live_server.service.traveler("TRV-1001"), "10.2"), bore)
+        assert on_server.latest is not None and on_server.latest.value == "12.700"
 
 
 async def test_expired_tool_is_refused_with_its_due_date(

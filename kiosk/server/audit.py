@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import ValidationError
 from sqlalchemy import Connection, bindparam, select, update
 
-from kiosk.server.schema import audit_checkpoints, audit_head, audit_log
+from kiosk.server.schema import audit_checkpoints, audit_head, audit_log, idempotency
 from kiosk.server.store import AUDIT_KEY, PENDING_AUDIT
 from kiosk.wire import Checkpoint
 
@@ -102,14 +102,33 @@ def append(
 
 
 class Pending:
-    """The audit records one transaction appended, written together just before it commits."""
+    """The audit records one transaction appended, written together just before it commits;
+    and the answers to delivered actions it gave (kiosk.server.idempotency), written with them:
+    one statement for a batch's answers instead of one an action."""
 
     def __init__(self, rows: list[dict[str, Any]] | None = None) -> None:
         self.rows = rows or []
+        self.answers: dict[tuple[int, str], dict[str, Any]] = {}
+        """Idempotency rows by (station id, key), in the order they were given."""
+
+    def mark(self) -> tuple[int, int]:
+        return len(self.rows), len(self.answers)
+
+    def give_back(self, mark: tuple[int, int]) -> None:
+        """Forget what was added since `mark`: its savepoint rolled back."""
+        del self.rows[mark[0] :]
+        for key in list(self.answers)[mark[1] :]:
+            del self.answers[key]
 
     def write(self, conn: Connection) -> None:
-        """Extend the chain: the head row is locked first (FOR UPDATE on PostgreSQL, the write
-        lock on SQLite), so concurrent server processes extend it strictly one after another."""
+        """Store the answers, then extend the chain: the head row is locked first (FOR UPDATE on
+        PostgreSQL, the write lock on SQLite), so concurrent server processes extend it strictly
+        one after another. An answer another process stored meanwhile for the same key raises
+        IntegrityError here, and the whole transaction is rolled back (GroupCommit runs it again,
+        and then finds that answer)."""
+        if self.answers:
+            conn.execute(_REMEMBER, list(self.answers.values()))
+            self.answers = {}
         if not self.rows:
             return
         key = conn.info[AUDIT_KEY]
@@ -134,6 +153,7 @@ _HEAD_FOR_UPDATE = (
     select(audit_head.c.seq, audit_head.c.hash).where(audit_head.c.id == 1).with_for_update()
 )
 _APPEND = audit_log.insert()
+_REMEMBER = idempotency.insert()
 _MOVE_HEAD = (
     update(audit_head)
     .where(audit_head.c.id == 1)
@@ -143,7 +163,8 @@ _MOVE_HEAD = (
 
 @contextmanager
 def savepoint(conn: Connection) -> Iterator[None]:
-    """A savepoint whose audit records are given back with its changes when it rolls back.
+    """A savepoint whose audit records and answers (Pending) are given back with its changes
+    when it rolls back.
 
     Issued as plain SQL: every action of a batch runs on one, and SQLAlchemy's nested
     transaction cost five times the statements' own work (0.16 ms an action of 0.75). On
@@ -153,7 +174,7 @@ def savepoint(conn: Connection) -> Iterator[None]:
     are named by how deeply they nest (a batch's, inside it an action's): ROLLBACK TO a name goes
     back to the latest savepoint of that name, which is always this one, as SQL defines."""
     pending = conn.info.get(PENDING_AUDIT)
-    mark = len(pending.rows) if pending is not None else 0
+    mark = pending.mark() if pending is not None else (0, 0)
     depth = conn.info.get(_SAVEPOINT_DEPTH, 0)
     name = f"kiosk_{depth}"
     released = conn.dialect.name == "sqlite"
@@ -163,7 +184,7 @@ def savepoint(conn: Connection) -> Iterator[None]:
         yield
     except BaseException:
         if pending is not None:
-            del pending.rows[mark:]
+            pending.give_back(mark)
         if not conn.invalidated:  # a lost connection has no savepoint to go back to
             conn.exec_driver_sql(f"ROLLBACK TO SAVEPOINT {name}")
         raise

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
 from sqlalchemy import Connection
+from sqlalchemy.exc import IntegrityError
 
 from kiosk.server import audit
 from kiosk.server.store import Store
@@ -81,12 +82,13 @@ class GroupCommit:
         committed = False
         failure: BaseException | None = None
         try:
-            with self.store.begin() as conn:
-                if len(jobs) == 1:  # alone: its own transaction is its savepoint
-                    jobs[0].value = jobs[0].context.run(jobs[0].work, conn)
-                else:
-                    for job in jobs:
-                        _run_on_savepoint(conn, job)
+            try:
+                self._transaction(jobs)
+            except IntegrityError:
+                # Another server process stored an answer for one of these keys as this group
+                # stored its own (written as it commits): all of it was rolled back, and run
+                # again it finds that answer and gives it.
+                self._transaction(jobs)
             committed = True
         except BaseException as exc:
             failure = exc
@@ -97,6 +99,15 @@ class GroupCommit:
                     # Nothing of the group stands: every job fails as the commit did.
                     job.value, job.error = None, failure
                 job.done = True
+
+    def _transaction(self, jobs: list[_Job[object]]) -> None:
+        with self.store.begin() as conn:
+            if len(jobs) == 1:  # alone: its own transaction is its savepoint
+                jobs[0].value = jobs[0].context.run(jobs[0].work, conn)
+            else:
+                for job in jobs:
+                    job.value, job.error = None, None  # a run again starts afresh
+                    _run_on_savepoint(conn, job)
 
 
 def _run_on_savepoint(conn: Connection, job: _Job[object]) -> None:

@@ -2,7 +2,8 @@
 
 The key, the station's sequence number, the effect and the audit records commit together. An
 action runs inside a SAVEPOINT, so a refusal rolls back its effect alone while the answer (the
-refusal) is still stored: a batch of actions shares one transaction, and one fsync.
+refusal) is still stored: a batch of actions shares one transaction, and one fsync. A batch's
+answers are written together as it commits (audit.Pending); until then they are looked up there.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from kiosk.rules import Refusal
 from kiosk.server import audit
 from kiosk.server import schema as t
 from kiosk.server.domain import StationRef
+from kiosk.server.store import PENDING_AUDIT
 from kiosk.wire import ActionOutcome, Person, Problem, WireModel
 
 
@@ -123,19 +125,23 @@ def stored(
 
     `known`: the batch's answers fetched beforehand (`prefetch`), so no query is needed here.
     """
-    if known is not None:
-        row = known.get(key)
-    else:
-        row = conn.execute(_ANSWER, {"station": station.id, "key": key}).one_or_none()
+    pending = conn.info.get(PENDING_AUDIT)
+    row: Mapping[Any, Any] | None = pending.answers.get((station.id, key)) if pending else None
+    if row is None:  # not given in this transaction: stored earlier, if at all
+        if known is not None:
+            found = known.get(key)
+        else:
+            found = conn.execute(_ANSWER, {"station": station.id, "key": key}).one_or_none()
+        row = None if found is None else found._mapping
     if row is None:
         return None
-    if row.payload_sha256 != print_:
+    if row["payload_sha256"] != print_:
         raise Refusal(
             "idempotency_key_reused",
             "This Idempotency-Key was already used for a different request.",
             422,
         )
-    return Answer(int(row.status), str(row.response), _message(str(row.response)))
+    return Answer(int(row["status"]), str(row["response"]), _message(str(row["response"])))
 
 
 def _message(body: str) -> str | None:
@@ -159,6 +165,10 @@ class Request:
     now: datetime
     known: Mapping[str, Any] | None = None
     """Answers already fetched for the batch this request is part of."""
+    batched: bool = False
+    """Part of a delivered batch (run by GroupCommit, which runs a transaction again when its
+    answers meet one another process stored): the answer is stored with the transaction's
+    others, just before it commits."""
 
 
 def execute(conn: Connection, request: Request, identify: Identify, work: Work) -> Answer:
@@ -204,15 +214,17 @@ def _concurrent(conn: Connection, request: Request, print_: str) -> Answer:
 
 
 def _remember(conn: Connection, request: Request, print_: str, answer: Answer) -> None:
-    conn.execute(
-        _REMEMBER,
-        {
-            "key": request.key,
-            "station_id": request.station.id,
-            "station_seq": request.seq,
-            "payload_sha256": print_,
-            "status": answer.status,
-            "response": answer.body,
-            "created_at": request.now,
-        },
-    )
+    row = {
+        "key": request.key,
+        "station_id": request.station.id,
+        "station_seq": request.seq,
+        "payload_sha256": print_,
+        "status": answer.status,
+        "response": answer.body,
+        "created_at": request.now,
+    }
+    pending = conn.info.get(PENDING_AUDIT)
+    if request.batched and pending is not None:
+        pending.answers[(request.station.id, request.key)] = row
+    else:
+        conn.execute(_REMEMBER, row)
