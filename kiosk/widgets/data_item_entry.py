@@ -163,42 +163,26 @@ class DataItemEntry(Vertical):
             return self.entry
 
     def __init__(self, item: DataItem, draft: str = "", *, disabled: bool = False) -> None:
-        # No id from the item: `show` fills the same entry with another step's item.
-        super().__init__(disabled=disabled)
+        measured = "-measurement" if item.kind is ItemKind.MEASUREMENT else None
+        super().__init__(id=f"item-{item.id}", classes=measured, disabled=disabled)
         self.item = item
         self._draft = draft
         self._judged: tuple[str, str] | None = None  # the verdict on show
-        self.set_class(item.kind is ItemKind.MEASUREMENT, "-measurement")
 
     def compose(self) -> ComposeResult:
         # What people typed is shown as typed: as markup "[/]" raised an error that closed the
         # station, and "[b]" vanished. Labels come from the ERP and are plain text too.
         yield Static(describe(self.item), classes="label", markup=False)
-        entry = ValueInput(self._draft, placeholder=HINTS[self.item.kind])
+        entry = ValueInput(
+            self._draft, placeholder=HINTS[self.item.kind], id=f"value-{self.item.id}"
+        )
         entry.cursor_blink = False
         with Horizontal():
             yield entry
             yield Static("", classes="verdict", markup=False)
-            yield self._recorded(Static(recorded_text(self.item), classes="recorded", markup=False))
-
-    def _recorded(self, recorded: Static) -> Static:
-        pending = self.item.latest is not None and is_pending(self.item.latest.id)
-        return recorded.set_class(pending, "-pending")
-
-    def show(self, item: DataItem, draft: str, *, disabled: bool) -> None:
-        """Another item (another step's) in the same widgets: composing an entry's five widgets
-        anew is most of what opening a traveler costs the station (scripts/bench_interaction.py)."""
-        self.item, self._draft, self.disabled = item, draft, disabled
-        self.set_class(item.kind is ItemKind.MEASUREMENT, "-measurement")
-        self.query_one(".label", Static).update(describe(item))
-        entry = self.query_one(ValueInput)
-        entry.placeholder = HINTS[item.kind]
-        with entry.prevent(Input.Changed):  # the draft is the session's already
-            entry.value = draft
-        entry.cursor_position = len(draft)
-        self._recorded(self.query_one(".recorded", Static)).update(recorded_text(item))
-        self._judged = None
-        self._judge(draft)
+            pending = self.item.latest is not None and is_pending(self.item.latest.id)
+            classes = "recorded -pending" if pending else "recorded"
+            yield Static(recorded_text(self.item), classes=classes, markup=False)
 
     @property
     def value(self) -> str:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 from textual.app import ComposeResult
 from textual.containers import Vertical, VerticalScroll
 from textual.widgets import Static
@@ -11,7 +9,7 @@ from textual.widgets import Static
 from kiosk import rules
 from kiosk.themes.console import shown
 from kiosk.widgets.data_item_entry import DataItemEntry
-from kiosk.wire import DataItem, SignatureManifest, Step, StepStatus
+from kiosk.wire import SignatureManifest, Step, StepStatus
 
 STATUS_WORDS: dict[StepStatus, str] = {
     StepStatus.NOT_STARTED: "not started: F2 to start",
@@ -82,8 +80,8 @@ def title_text(step: Step, editable: bool) -> str:
 class StepDetail(VerticalScroll):
     """The step in full. Its title wraps: the step list beside it cuts long titles short.
 
-    `show_step` fills the same widgets with another step, the data item entries too; only
-    entries beyond those already there are mounted (mounting is most of a step's paint).
+    `show_step` fills the same widgets with another step; only the data item entries are
+    mounted anew, and only when the items differ (mounting is most of a step's paint).
     """
 
     DEFAULT_CSS = """
@@ -127,35 +125,18 @@ class StepDetail(VerticalScroll):
             markup=False,
         )
         with Vertical(id="items"):
-            yield from self._entries(self.step.items)
+            yield from self._entries()
         yield Static(needs_text(self.step), classes="needs", markup=False)
         yield Static(signatures_text(self.step), classes="signatures", markup=False)
 
-    def _entries_editable(self) -> bool:
+    def _entries(self) -> list[DataItemEntry]:
         # A redline first: no value goes onto a step whose change is not yet acknowledged.
         editable = self._editable and self.step.status is StepStatus.IN_WORK
-        return editable and not self.step.redlines
-
-    def _entries(self, items: Sequence[DataItem]) -> list[DataItemEntry]:
-        disabled = not self._entries_editable()
-        return [DataItemEntry(item, self._drafts.get(item.id, ""), disabled=disabled) for item in items]
-
-    async def _show_entries(self) -> None:
-        """The step's items in the entries there are, mounting or removing only the difference."""
-        items = self.query_one("#items", Vertical)
-        shown = list(items.query_children(DataItemEntry))
-        if any(entry.has_focus_within for entry in shown):
-            # The entry being typed into goes, and the focus with it, as the screen expects
-            # after a value is recorded: a field kept focused would keep its verdict's room.
-            await items.remove_children()
-            shown = []
-        disabled = not self._entries_editable()
-        for entry, item in zip(shown, self.step.items, strict=False):
-            entry.show(item, self._drafts.get(item.id, ""), disabled=disabled)
-        if len(self.step.items) > len(shown):
-            await items.mount_all(self._entries(self.step.items[len(shown) :]))
-        else:
-            await items.remove_children(shown[len(self.step.items) :])
+        editable = editable and not self.step.redlines
+        return [
+            DataItemEntry(item, self._drafts.get(item.id, ""), disabled=not editable)
+            for item in self.step.items
+        ]
 
     async def show_step(
         self, step: Step, drafts: dict[int, str], *, editable: bool, deviations: str = ""
@@ -183,7 +164,9 @@ class StepDetail(VerticalScroll):
         self.query_one(".signatures", Static).update(signatures_text(step))
         self.scroll_home(animate=False)
         if not same_entries:
-            await self._show_entries()
+            items = self.query_one("#items", Vertical)
+            await items.remove_children()
+            await items.mount_all(self._entries())
 
     def _redline(self, shown: Static) -> Static:
         shown.set_class(not self.step.redlines, "-none")
