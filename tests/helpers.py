@@ -501,3 +501,15 @@ def pdf_text(data: bytes, folder: Path) -> str:
     return subprocess.run(
         ["pdftotext", str(path), "-"], capture_output=True, check=True
     ).stdout.decode()
+
+
+def values_of(service: ExecutionService, item_id: int) -> list[str]:
+    """The values recorded on an item, oldest first, as the database holds them."""
+    with service.store.read() as conn:
+        return list(
+            conn.execute(
+                select(t.recorded_values.c.value)
+                .where(t.recorded_values.c.item_id == item_id)
+                .order_by(t.recorded_values.c.id)
+            ).scalars()
+        )

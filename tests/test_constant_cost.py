@@ -11,15 +11,14 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import event, select
+from sqlalchemy import event
 
 from kiosk.rules import Refusal
 from kiosk.server import erp
-from kiosk.server import schema as t
 from kiosk.server.service import ExecutionService, Presented
 from kiosk.wire import ActionBatch, ItemKind, QueuedAction, RecordValue
 from tests.conftest import Plant
-from tests.helpers import ServiceFloor, new_key, step_of
+from tests.helpers import ServiceFloor, new_key, step_of, values_of
 
 
 @contextmanager
@@ -197,17 +196,6 @@ def test_batches_delivered_at_once_share_one_commit_and_a_failure_stays_its_own(
     assert latest is not None and latest.value in ("note 2", "note 6")
 
 
-def _recorded(service: ExecutionService, item_id: int) -> list[str]:
-    with service.store.read() as conn:
-        return list(
-            conn.execute(
-                select(t.recorded_values.c.value)
-                .where(t.recorded_values.c.item_id == item_id)
-                .order_by(t.recorded_values.c.id)
-            ).scalars()
-        )
-
-
 def test_a_batchs_answers_are_written_in_one_statement(service: ExecutionService) -> None:
     long_traveler(service, 6)
     floor = ServiceFloor(service)
@@ -230,7 +218,7 @@ def test_a_key_twice_in_one_batch_is_applied_once(service: ExecutionService) -> 
     outcomes = service.perform_batch(floor.station, ActionBatch(actions=(once, once, other))).outcomes
     assert outcomes[0] == outcomes[1] and outcomes[0].status == 200
     assert outcomes[2].problem is not None and outcomes[2].problem.rule == "idempotency_key_reused"
-    assert _recorded(service, item.id) == ["note 1"]
+    assert values_of(service, item.id) == ["note 1"]
 
 
 def test_one_batch_through_two_server_processes_at_once_is_applied_once(
@@ -263,4 +251,4 @@ def test_one_batch_through_two_server_processes_at_once_is_applied_once(
         other.store.dispose()
     assert len(answers) == 4 and all(a == answers[0] for a in answers)
     assert [o.status for o in answers[0]] == [200] * 20
-    assert _recorded(service, item.id) == [f"note {n}" for n in range(1, 21)]
+    assert values_of(service, item.id) == [f"note {n}" for n in range(1, 21)]

@@ -40,6 +40,7 @@ from tests.helpers import (
     snapshot,
     station_ref,
     step_of,
+    values_of,
 )
 
 if TYPE_CHECKING:
@@ -55,17 +56,6 @@ def floor(client: ExecutionClient, service: ExecutionService) -> Floor:
 async def raw(live_server: LiveServer) -> AsyncIterator[httpx.AsyncClient]:
     async with raw_http(live_server.url, live_server.token("RAW-01")) as http:
         yield http
-
-
-def values_of(service: ExecutionService, item_id: int) -> list[str]:
-    with service.store.begin() as conn:
-        return list(
-            conn.execute(
-                select(t.recorded_values.c.value)
-                .where(t.recorded_values.c.item_id == item_id)
-                .order_by(t.recorded_values.c.id)
-            ).scalars()
-        )
 
 
 # --- idempotency ------------------------------------------------------------------------------------
