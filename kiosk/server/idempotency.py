@@ -124,6 +124,7 @@ def stored(
     """The answer this station was given for `key`: keys live in one namespace per station.
 
     `known`: the batch's answers fetched beforehand (`prefetch`), so no query is needed here.
+    Answers given earlier in this transaction and not yet written (audit.Pending) come first.
     """
     pending = conn.info.get(PENDING_AUDIT)
     row: Mapping[Any, Any] | None = pending.answers.get((station.id, key)) if pending else None
@@ -166,9 +167,9 @@ class Request:
     known: Mapping[str, Any] | None = None
     """Answers already fetched for the batch this request is part of."""
     batched: bool = False
-    """Part of a delivered batch (run by GroupCommit, which runs a transaction again when its
-    answers meet one another process stored): the answer is stored with the transaction's
-    others, just before it commits."""
+    """Part of a delivered batch (run by GroupCommit, which runs a transaction again when one of
+    its answers meets one that another process stored): the answer is stored with the
+    transaction's others, just before it commits."""
 
 
 def execute(conn: Connection, request: Request, identify: Identify, work: Work) -> Answer:
