@@ -60,8 +60,22 @@ class Terminal:
         self.tmux("send-keys", "-t", self.session, *keys)
 
     def scan(self, text: str) -> None:
-        """A keyboard-wedge reader: the whole code and Enter in one burst."""
+        """A keyboard-wedge reader: the whole code and Enter in one burst, once the screen is
+        still, as a person scans when it has stopped changing. A station still busy drawing
+        (right after it went ONLINE, on a loaded CI machine) may stamp a burst's first key apart
+        from the rest and read it as typed: a timing detector's known limit (README)."""
+        self.still()
         self.tmux("send-keys", "-t", self.session, "-l", text + "\r")
+
+    def still(self, quiet: float = 0.3, timeout: float = 10.0) -> None:
+        """Wait until the screen has not changed for `quiet` seconds (at most `timeout`)."""
+        deadline = time.monotonic() + timeout
+        shown, since = self.screen(), time.monotonic()
+        while time.monotonic() < deadline and time.monotonic() - since < quiet:
+            time.sleep(0.05)
+            now = self.screen()
+            if now != shown:
+                shown, since = now, time.monotonic()
 
     def type(self, text: str, gap: float = 0.12) -> None:
         """A person typing, one key every `gap` seconds."""
