@@ -110,6 +110,9 @@ class Pending:
         self.rows = rows or []
         self.answers: dict[tuple[int, str], dict[str, Any]] = {}
         """Idempotency rows by (station id, key), in the order they were given."""
+        self.holds_answers = False
+        """Set by GroupCommit, which runs the transaction again when one of its answers meets
+        one that another process stored: elsewhere an answer is stored at once."""
 
     def mark(self) -> tuple[int, int]:
         return len(self.rows), len(self.answers)

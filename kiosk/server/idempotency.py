@@ -166,10 +166,6 @@ class Request:
     now: datetime
     known: Mapping[str, Any] | None = None
     """Answers already fetched for the batch this request is part of."""
-    batched: bool = False
-    """Part of a delivered batch (run by GroupCommit, which runs a transaction again when one of
-    its answers meets one that another process stored): the answer is stored with the
-    transaction's others, just before it commits."""
 
 
 def execute(conn: Connection, request: Request, identify: Identify, work: Work) -> Answer:
@@ -225,7 +221,7 @@ def _remember(conn: Connection, request: Request, print_: str, answer: Answer) -
         "created_at": request.now,
     }
     pending = conn.info.get(PENDING_AUDIT)
-    if request.batched and pending is not None:
+    if pending is not None and pending.holds_answers:
         pending.answers[(request.station.id, request.key)] = row
     else:
         conn.execute(_REMEMBER, row)

@@ -411,9 +411,9 @@ class ExecutionService:
         def deliver(conn: Connection) -> BatchResult:
             station, known = self._station_and_answers(conn, who, keys)
             outcomes = tuple(
-                self._perform(
-                    conn, station, q.key, q.action, q.station_seq, known=known, batched=True
-                ).outcome(q.key)
+                self._perform(conn, station, q.key, q.action, q.station_seq, known=known).outcome(
+                    q.key
+                )
                 for q in batch.actions
             )
             return BatchResult(outcomes=outcomes)
@@ -431,7 +431,6 @@ class ExecutionService:
         *,
         with_traveler: bool = False,
         known: dict[str, Any] | None = None,
-        batched: bool = False,
     ) -> idempotency.Answer:
         now = self.clock()
 
@@ -456,7 +455,7 @@ class ExecutionService:
             return domain.apply(change, action, with_traveler=with_traveler)
 
         return idempotency.execute(
-            conn, idempotency.Request(station, key, action, seq, now, known, batched), identify, work
+            conn, idempotency.Request(station, key, action, seq, now, known), identify, work
         )
 
     def _signer(
