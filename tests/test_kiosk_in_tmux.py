@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,27 +24,30 @@ TMUX = shutil.which("tmux")
 
 
 class Terminal:
-    """One tmux server of its own per terminal (`-L`): test workers running side by side never
-    race one shared server as it starts or exits ("server exited unexpectedly")."""
+    """One tmux server of its own per terminal (`-L`, a name never used before): neither test
+    workers side by side nor the next test in the same worker meet a server that is still
+    starting or exiting ("server exited unexpectedly")."""
 
-    def __init__(self, session: str) -> None:
+    def __init__(self, session: str, socket: str) -> None:
         self.session = session
+        self.socket = socket
         self.pid_file: Path | None = None
 
     @classmethod
     def open(cls, session: str, command: str) -> Terminal:
         """An 80x24 terminal running `command` through sh, ignoring any ~/.tmux.conf."""
         assert TMUX is not None
+        socket = f"{session}-{uuid.uuid4().hex[:8]}"
         subprocess.run(
-            [TMUX, "-L", session, "-f", "/dev/null", "new-session", "-d", "-s", session,
+            [TMUX, "-L", socket, "-f", "/dev/null", "new-session", "-d", "-s", session,
              "-x", "80", "-y", "24", command],
             check=True, timeout=30,
         )  # fmt: skip
-        return cls(session)
+        return cls(session, socket)
 
     def close(self) -> None:
         assert TMUX is not None
-        subprocess.run([TMUX, "-L", self.session, "kill-server"], capture_output=True, timeout=30)
+        subprocess.run([TMUX, "-L", self.socket, "kill-server"], capture_output=True, timeout=30)
 
     @property
     def kiosk_pid(self) -> int:
@@ -53,7 +57,7 @@ class Terminal:
     def tmux(self, *args: str) -> str:
         assert TMUX is not None
         return subprocess.run(
-            [TMUX, "-L", self.session, *args], check=True, capture_output=True, text=True
+            [TMUX, "-L", self.socket, *args], check=True, capture_output=True, text=True
         ).stdout
 
     def send(self, *keys: str) -> None:
