@@ -16,9 +16,9 @@ from sqlalchemy import event
 from kiosk.rules import Refusal
 from kiosk.server import erp
 from kiosk.server.service import ExecutionService, Presented
-from kiosk.wire import ActionBatch, ItemKind, QueuedAction, RecordValue
+from kiosk.wire import ActionBatch, ItemKind, QueuedAction, RaiseAndon, RecordValue
 from tests.conftest import Plant
-from tests.helpers import ServiceFloor, new_key, step_of, values_of
+from tests.helpers import ServiceFloor, audit_count, new_key, step_of, values_of
 
 
 @contextmanager
@@ -252,3 +252,76 @@ def test_one_batch_through_two_server_processes_at_once_is_applied_once(
     assert len(answers) == 4 and all(a == answers[0] for a in answers)
     assert [o.status for o in answers[0]] == [200] * 20
     assert values_of(service, item.id) == [f"note {n}" for n in range(1, 21)]
+
+
+def test_a_batch_that_is_all_applied_takes_no_savepoint(service: ExecutionService) -> None:
+    long_traveler(service, 6)
+    floor = ServiceFloor(service)
+    trav = floor.do(floor.start("ana", service.traveler("TRV-LONG"), "10.1")).traveler
+    batch = values_batch(floor, step_of(trav, "10.1").items[0].id, 1, 10)
+    with statements(service) as seen:
+        service.perform_batch(floor.station, batch)
+    assert not [s for s in seen if "SAVEPOINT" in s]
+
+
+def test_a_refusal_in_a_batch_is_its_own_and_the_rest_is_recorded_once(
+    service: ExecutionService,
+) -> None:
+    """The batch ran first without savepoints; the refusal rolled it all back, and it ran again
+    with one for each action: the refused value leaves nothing, the others are there once, and
+    the whole costs one commit."""
+    long_traveler(service, 6)
+    floor = ServiceFloor(service)
+    trav = floor.do(floor.start("ana", service.traveler("TRV-LONG"), "10.1")).traveler
+    item, idle = step_of(trav, "10.1").items[0], step_of(trav, "10.2").items[0]
+    records = audit_count(service)
+    service.perform_batch(floor.station, values_batch(floor, item.id, 1, 1))
+    per_value = audit_count(service) - records
+    first, second = values_batch(floor, item.id, 2, 2).actions
+    early = RecordValue(
+        actor_id=floor.ids["ana"], traveler="TRV-LONG", item_id=idle.id, value="too early",
+        station_time=datetime.now(UTC),
+    )  # fmt: skip
+    refused = QueuedAction(key=new_key(), station_seq=9, action=floor.proven(early))
+    batch = ActionBatch(actions=(first, refused, second))
+    records = audit_count(service)
+    with commits(service) as seen:
+        outcomes = service.perform_batch(floor.station, batch).outcomes
+    assert len(seen) == 1
+    assert [o.status for o in outcomes] == [200, 409, 200]
+    assert outcomes[1].problem is not None and "10.2" in outcomes[1].problem.detail
+    assert values_of(service, item.id) == ["note 1", "note 2", "note 3"]
+    assert values_of(service, idle.id) == []
+    assert audit_count(service) - records == 2 * per_value
+    assert service.perform_batch(floor.station, batch).outcomes == outcomes  # answered again
+    assert values_of(service, item.id) == ["note 1", "note 2", "note 3"]
+
+
+def test_values_on_one_traveler_in_a_batch_read_its_row_once(service: ExecutionService) -> None:
+    long_traveler(service, 6)
+    floor = ServiceFloor(service)
+    trav = floor.do(floor.start("ana", service.traveler("TRV-LONG"), "10.1")).traveler
+    batch = values_batch(floor, step_of(trav, "10.1").items[0].id, 1, 10)
+    with statements(service) as seen:
+        service.perform_batch(floor.station, batch)
+    assert len([s for s in seen if s.startswith("SELECT travelers.")]) == 1
+
+
+def test_a_value_behind_a_stop_in_the_same_batch_meets_the_hold(service: ExecutionService) -> None:
+    """The traveler's row kept for the values before it is not what the value after the stop
+    is checked against: the stop placed a hold, and the value is refused for it."""
+    long_traveler(service, 6)
+    floor = ServiceFloor(service)
+    trav = floor.do(floor.start("ana", service.traveler("TRV-LONG"), "10.1")).traveler
+    step = step_of(trav, "10.1")
+    before, after = values_batch(floor, step.items[0].id, 1, 2).actions
+    stop = RaiseAndon(
+        actor_id=floor.ids["ana"], traveler="TRV-LONG", step_id=step.id, andon="stop",
+        reason="Coolant on the floor",
+    )  # fmt: skip
+    stopping = QueuedAction(key=new_key(), station_seq=3, action=floor.proven(stop))
+    batch = ActionBatch(actions=(before, stopping, after.model_copy(update={"station_seq": 4})))
+    outcomes = service.perform_batch(floor.station, batch).outcomes
+    assert [o.status for o in outcomes][:2] == [200, 200]
+    assert outcomes[2].problem is not None and "hold" in outcomes[2].problem.detail.lower()
+    assert values_of(service, step.items[0].id) == ["note 1"]

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, insert, select, update
+from sqlalchemy import Connection, RowMapping, bindparam, insert, select, update
 
 from kiosk import rules
 from kiosk.rules import Refusal
@@ -30,6 +30,7 @@ from kiosk.server import (
     views,
 )
 from kiosk.server import schema as t
+from kiosk.server.store import scratch
 from kiosk.wire import (
     AcknowledgeAndon,
     Action,
@@ -99,6 +100,22 @@ class Change:
         self.audit(action, f"{kind}:{row_id}", old, records.state(values))
         return row_id
 
+    def insert_value(self, action: str, row: dict[str, Any], old: Any, failed: bool) -> int:
+        """Insert a value, make it its item's latest (and whether any value failed), and record
+        it. On PostgreSQL one statement does both: there each is a round trip, 0.2-0.5 ms on a
+        loaded host, more than the statement's own work. SQLite cannot write inside a WITH, and
+        its statements are calls in the process."""
+        if self.conn.dialect.name == "postgresql":
+            given = {f"v_{column}": value for column, value in row.items()}
+            query = _value_made_latest(tuple(row))
+            value_id = int(self.conn.execute(query, {**given, "now_failed": failed}).scalar_one())
+        else:
+            value_id = int(self.conn.execute(_inserting("value"), row).scalar_one())
+            latest = {"item": row["item_id"], "latest": value_id, "now_failed": failed}
+            self.conn.execute(_LATEST, latest)
+        self.audit(action, f"value:{value_id}", old, records.state(row))
+        return value_id
+
     def amend(self, action: str, kind: str, row_id: int, values: dict[str, Any]) -> None:
         """Change columns of a row that matters, recording the change."""
         table = records.TRACKED[kind]
@@ -107,6 +124,7 @@ class Change:
 
 
 _INSERTS: dict[str, Any] = {}
+_VALUES_MADE_LATEST: dict[tuple[str, ...], Any] = {}
 
 
 def _inserting(kind: str) -> Any:
@@ -118,10 +136,31 @@ def _inserting(kind: str) -> Any:
     return found
 
 
+def _value_made_latest(columns: tuple[str, ...]) -> Any:
+    """WITH new_value AS (INSERT … RETURNING) UPDATE data_items … FROM new_value, built once for
+    each set of columns a value is given (PostgreSQL)."""
+    found = _VALUES_MADE_LATEST.get(columns)
+    if found is None:
+        values = t.recorded_values
+        new = (
+            insert(values)
+            .values({column: bindparam(f"v_{column}") for column in columns})
+            .returning(values.c.id, values.c.item_id)
+            .cte("new_value")
+        )
+        found = _VALUES_MADE_LATEST[columns] = (
+            update(t.data_items)
+            .where(t.data_items.c.id == new.c.item_id)
+            .values(latest_value_id=new.c.id, failed=bindparam("now_failed"))
+            .returning(new.c.id)
+        )
+    return found
+
+
 def apply(change: Change, action: Action, *, with_traveler: bool = True) -> ActionApplied:
     """Check and apply `action`. Batches skip re-reading the traveler afterwards: a station
     draining its outbox needs only the answer, and it halves the work per action."""
-    trav_row = views.traveler_row(change.conn, action.traveler, lock=True)
+    trav_row = _traveler_row(change.conn, action)
     before = views.for_action(change.conn, trav_row, action)
     rules.check(before, action, change.actor, change.signer, change.station.work_center)
     message = HANDLERS[action.kind](change, before, trav_row.id, action)
@@ -129,6 +168,28 @@ def apply(change: Change, action: Action, *, with_traveler: bool = True) -> Acti
         return ActionApplied(applied=action.kind, message=message)
     after = views.load_traveler(change.conn, action.traveler)
     return ActionResult(applied=action.kind, traveler=after, message=message)
+
+
+# Kinds that change no traveler's row (its work order, hold, NCR and deviation flags, asset).
+KEEP_TRAVELER_ROW = frozenset({"record_value"})
+
+
+def _traveler_row(conn: Connection, action: Action) -> RowMapping:
+    """The traveler's row, locked. In a transaction that stands or falls whole, a row read for
+    one value serves the next values on that traveler: a drain sends hundreds in a row, and on
+    PostgreSQL the read was a quarter of each one's round trips. Any other kind of action reads
+    afresh and forgets what was kept. (Where a savepoint may roll back, nothing is kept: on
+    PostgreSQL that also gives back the row's lock.)"""
+    if not audit.all_or_nothing(conn):
+        return views.traveler_row(conn, action.traveler, lock=True)
+    kept: dict[str, RowMapping] = scratch(conn).setdefault("traveler_rows", {})
+    if action.kind not in KEEP_TRAVELER_ROW:
+        kept.clear()
+        return views.traveler_row(conn, action.traveler, lock=True)
+    row = kept.get(action.traveler)
+    if row is None:
+        row = kept[action.traveler] = views.traveler_row(conn, action.traveler, lock=True)
+    return row
 
 
 # --- step handlers --------------------------------------------------------------------------------
@@ -193,9 +254,7 @@ def record_value(change: Change, trav: Traveler, tid: int, action: RecordValue) 
     if relied is not None:  # only then: values relying on none keep the records they had
         row["deviation"] = relied
     old = None if item.latest is None else item.latest.value
-    value_id = change.insert("record_value", "value", row, old)
-    failed = item.failed_before or passed is False
-    change.conn.execute(_LATEST, {"item": item.id, "latest": value_id, "now_failed": failed})
+    value_id = change.insert_value("record_value", row, old, item.failed_before or passed is False)
     link = {"traveler_id": tid, "value_id": value_id}
     if item.kind is ItemKind.TOOL:
         change.insert("use_tool", "tool_use", {**link, "tool_id": tool_id})
@@ -472,11 +531,7 @@ def attach_file(change: Change, item: Any, evidence: EvidenceFile) -> int:
         "offline": False,
     }
     old = None if item.latest is None else item.latest.value
-    value_id = change.insert("attach_file", "value", row, old)
-    change.conn.execute(
-        _LATEST, {"item": item.id, "latest": value_id, "now_failed": item.failed_before}
-    )
-    return value_id
+    return change.insert_value("attach_file", row, old, item.failed_before)
 
 
 Handler = Callable[[Change, Traveler, int, Any], str]
@@ -515,9 +570,8 @@ def correct_value(change: Change, trav: Traveler, _tid: int, action: CorrectValu
         "station_time": change.station_time, "offline": change.offline,
         "corrects_id": old.id, "reason": reason,
     }  # fmt: skip
-    value_id = change.insert("correct_value", "value", row, old.value)
     failed = rules.still_failed(item, passed, corrections.others_failed(change.conn, item.id, old.id))
-    change.conn.execute(_LATEST, {"item": item.id, "latest": value_id, "now_failed": failed})
+    change.insert_value("correct_value", row, old.value, failed)
     return f"{item.label}: {old.value} -> {value} corrected by {change.actor.name}: {reason}"
 
 

@@ -6,10 +6,14 @@ head row is held from the moment a transaction appends until it commits. One tra
 delivery makes every delivery wait for all the commits queued before it.
 
 Here a delivery is queued as a job; whichever thread gets the turn takes every job queued by then
-(at most MOST_JOBS), runs each on its own savepoint inside one transaction, commits once, and only
-then hands each job its answer. So nothing is answered before it is durable, a job that fails
-(a refused token, a bug) rolls back alone, and the chain is extended once per group. A job runs
-in the context (request id) of the request it came from, on the thread that has the turn.
+(at most MOST_JOBS), runs them inside one transaction, commits once, and only then hands each job
+its answer. So nothing is answered before it is durable, and the chain is extended once per group.
+A job runs in the context (request id) of the request it came from, on the thread that has the
+turn.
+
+The group runs first without savepoints, as nearly every group succeeds whole. If anything fails
+in it (a refused action, a refused token, a bug), all of it is rolled back and run again with a
+savepoint for each job and each action, so that what failed rolls back alone.
 """
 
 from __future__ import annotations
@@ -83,12 +87,13 @@ class GroupCommit:
         failure: BaseException | None = None
         try:
             try:
-                self._transaction(jobs)
-            except IntegrityError:
-                # Another server process stored an answer for one of these keys as this group
-                # stored its own (written as it commits): all of it was rolled back, and run
-                # again it finds that answer and gives it.
-                self._transaction(jobs)
+                self._transaction(jobs, careful=False)
+            except (audit.RunAgainCarefully, IntegrityError):
+                # Something failed where no savepoint was taken; or another server process
+                # stored an answer for one of these keys as this group stored its own (written
+                # as it commits). All of it was rolled back; run again, each job and action on
+                # its savepoint, a failure stays its own, and a stored answer is found and given.
+                self._transaction(jobs, careful=True)
             committed = True
         except BaseException as exc:
             failure = exc
@@ -100,9 +105,11 @@ class GroupCommit:
                     job.value, job.error = None, failure
                 job.done = True
 
-    def _transaction(self, jobs: list[_Job[object]]) -> None:
+    def _transaction(self, jobs: list[_Job[object]], *, careful: bool) -> None:
         with self.store.begin() as conn:
-            conn.info[PENDING_AUDIT].holds_answers = True  # a conflict is met by the run again
+            pending = conn.info[PENDING_AUDIT]
+            pending.holds_answers = True  # a conflict is met by the run again
+            pending.without_savepoints = not careful
             if len(jobs) == 1:  # alone: its own transaction is its savepoint
                 jobs[0].value = jobs[0].context.run(jobs[0].work, conn)
             else:
