@@ -58,7 +58,7 @@ class GroupCommit:
 
     def run(self, work: Callable[[Connection], T]) -> T:
         """`work(conn)` inside a shared write transaction; its answer once that has committed.
-        Whatever `work` raises is raised here, after its savepoint was rolled back."""
+        Whatever `work` raises is raised here, after what it changed was rolled back."""
         job: _Job[T] = _Job(work)
         with self._changed:
             self._queued.append(job)  # type: ignore[arg-type]
