@@ -16,7 +16,7 @@ from sqlalchemy import event
 from kiosk.rules import Refusal
 from kiosk.server import erp
 from kiosk.server.service import ExecutionService, Presented
-from kiosk.wire import ActionBatch, ItemKind, QueuedAction, RaiseAndon, RecordValue
+from kiosk.wire import ActionBatch, ItemKind, QueuedAction, RaiseAndon, RecordValue, Traveler
 from tests.conftest import Plant
 from tests.helpers import ServiceFloor, audit_count, new_key, step_of, values_of
 
@@ -48,6 +48,13 @@ def long_traveler(service: ExecutionService, steps: int) -> None:
         erp.load(conn, erp.PlantImport.model_validate({"work_orders": [spec]}))
 
 
+def ana_on_a_long_traveler(service: ExecutionService) -> tuple[ServiceFloor, Traveler]:
+    """TRV-LONG of 6 steps, Ana badged in and on its step 10.1."""
+    long_traveler(service, 6)
+    floor = ServiceFloor(service)
+    return floor, floor.do(floor.start("ana", service.traveler("TRV-LONG"), "10.1")).traveler
+
+
 def record_once(floor: ServiceFloor, traveler: str, step: str, label: str, value: str) -> int:
     """Statements of delivering one value in a batch, as a station's sender does."""
     trav = floor.service.traveler(traveler)
@@ -71,9 +78,7 @@ def test_recording_a_value_costs_the_same_on_6_and_1000_steps(service: Execution
 
 
 def test_recording_costs_the_same_after_1000_values_on_the_item(service: ExecutionService) -> None:
-    long_traveler(service, 6)
-    floor = ServiceFloor(service)
-    trav = floor.do(floor.start("ana", service.traveler("TRV-LONG"), "10.1")).traveler
+    floor, trav = ana_on_a_long_traveler(service)
     record_once(floor, "TRV-LONG", "10.1", "Note", "note 0")
     first = record_once(floor, "TRV-LONG", "10.1", "Note", "note 1")  # with one value before it
     item = step_of(trav, "10.1").items[0]
@@ -134,9 +139,7 @@ def values_batch(floor: ServiceFloor, item_id: int, first_seq: int, size: int) -
 
 
 def test_a_delivered_batch_of_100_values_costs_one_commit(service: ExecutionService) -> None:
-    long_traveler(service, 6)
-    floor = ServiceFloor(service)
-    trav = floor.do(floor.start("ana", service.traveler("TRV-LONG"), "10.1")).traveler
+    floor, trav = ana_on_a_long_traveler(service)
     item = step_of(trav, "10.1").items[0]
     batch = values_batch(floor, item.id, 1, 100)
     with commits(service) as seen:
@@ -151,9 +154,7 @@ def test_batches_delivered_at_once_share_one_commit_and_a_failure_stays_its_own(
 ) -> None:
     """Three stations' deliveries queued while another commits go into the next transaction
     together; the one whose station token is refused changes nothing and is told so."""
-    long_traveler(service, 6)
-    floor = ServiceFloor(service)
-    trav = floor.do(floor.start("ana", service.traveler("TRV-LONG"), "10.1")).traveler
+    floor, trav = ana_on_a_long_traveler(service)
     item = step_of(trav, "10.1").items[0]
     token = service.local_station_token("DEMO-01", "ASSEMBLY")  # its token, as a request has it
     first_in, release = threading.Event(), threading.Event()
@@ -196,22 +197,22 @@ def test_batches_delivered_at_once_share_one_commit_and_a_failure_stays_its_own(
     assert latest is not None and latest.value in ("note 2", "note 6")
 
 
-def test_a_batchs_answers_are_written_in_one_statement(service: ExecutionService) -> None:
-    long_traveler(service, 6)
-    floor = ServiceFloor(service)
-    trav = floor.do(floor.start("ana", service.traveler("TRV-LONG"), "10.1")).traveler
+def test_a_batch_of_values_writes_its_answers_once_reads_its_traveler_once_no_savepoint(
+    service: ExecutionService,
+) -> None:
+    floor, trav = ana_on_a_long_traveler(service)
     batch = values_batch(floor, step_of(trav, "10.1").items[0].id, 1, 10)
     with statements(service) as seen:
         service.perform_batch(floor.station, batch)
-    assert sum(1 for s in seen if s.startswith("INSERT INTO idempotency")) == 1
+    assert len([s for s in seen if s.startswith("INSERT INTO idempotency")]) == 1
+    assert len([s for s in seen if s.startswith("SELECT travelers.")]) == 1
+    assert not [s for s in seen if "SAVEPOINT" in s]  # it was all applied: none was needed
 
 
 def test_a_key_twice_in_one_batch_is_applied_once(service: ExecutionService) -> None:
     """A station's outbox never sends one entry twice in a batch, but a server must not count
     on it: the second is answered what the first was, from the answers not yet written."""
-    long_traveler(service, 6)
-    floor = ServiceFloor(service)
-    trav = floor.do(floor.start("ana", service.traveler("TRV-LONG"), "10.1")).traveler
+    floor, trav = ana_on_a_long_traveler(service)
     item = step_of(trav, "10.1").items[0]
     (once,) = values_batch(floor, item.id, 1, 1).actions
     other = once.model_copy(update={"action": once.action.model_copy(update={"value": "else"})})
@@ -228,9 +229,7 @@ def test_one_batch_through_two_server_processes_at_once_is_applied_once(
     the other server process while the first still works on it. On PostgreSQL both apply it;
     the one that commits second meets the first's answers as it writes its own, and runs its
     transaction again: then it finds them and gives them, and nothing is applied twice."""
-    long_traveler(service, 6)
-    floor = ServiceFloor(service)
-    trav = floor.do(floor.start("ana", service.traveler("TRV-LONG"), "10.1")).traveler
+    floor, trav = ana_on_a_long_traveler(service)
     item = step_of(trav, "10.1").items[0]
     batch = values_batch(floor, item.id, 1, 20)
     other = plant.service()  # a second process: its own engine and its own group commit
@@ -254,25 +253,13 @@ def test_one_batch_through_two_server_processes_at_once_is_applied_once(
     assert values_of(service, item.id) == [f"note {n}" for n in range(1, 21)]
 
 
-def test_a_batch_that_is_all_applied_takes_no_savepoint(service: ExecutionService) -> None:
-    long_traveler(service, 6)
-    floor = ServiceFloor(service)
-    trav = floor.do(floor.start("ana", service.traveler("TRV-LONG"), "10.1")).traveler
-    batch = values_batch(floor, step_of(trav, "10.1").items[0].id, 1, 10)
-    with statements(service) as seen:
-        service.perform_batch(floor.station, batch)
-    assert not [s for s in seen if "SAVEPOINT" in s]
-
-
 def test_a_refusal_in_a_batch_is_its_own_and_the_rest_is_recorded_once(
     service: ExecutionService,
 ) -> None:
     """The batch ran first without savepoints; the refusal rolled it all back, and it ran again
     with one for each action: the refused value leaves nothing, the others are there once, and
     the whole costs one commit."""
-    long_traveler(service, 6)
-    floor = ServiceFloor(service)
-    trav = floor.do(floor.start("ana", service.traveler("TRV-LONG"), "10.1")).traveler
+    floor, trav = ana_on_a_long_traveler(service)
     item, idle = step_of(trav, "10.1").items[0], step_of(trav, "10.2").items[0]
     records = audit_count(service)
     service.perform_batch(floor.station, values_batch(floor, item.id, 1, 1))
@@ -297,22 +284,10 @@ def test_a_refusal_in_a_batch_is_its_own_and_the_rest_is_recorded_once(
     assert values_of(service, item.id) == ["note 1", "note 2", "note 3"]
 
 
-def test_values_on_one_traveler_in_a_batch_read_its_row_once(service: ExecutionService) -> None:
-    long_traveler(service, 6)
-    floor = ServiceFloor(service)
-    trav = floor.do(floor.start("ana", service.traveler("TRV-LONG"), "10.1")).traveler
-    batch = values_batch(floor, step_of(trav, "10.1").items[0].id, 1, 10)
-    with statements(service) as seen:
-        service.perform_batch(floor.station, batch)
-    assert len([s for s in seen if s.startswith("SELECT travelers.")]) == 1
-
-
 def test_a_value_behind_a_stop_in_the_same_batch_meets_the_hold(service: ExecutionService) -> None:
     """The traveler's row kept for the values before it is not what the value after the stop
     is checked against: the stop placed a hold, and the value is refused for it."""
-    long_traveler(service, 6)
-    floor = ServiceFloor(service)
-    trav = floor.do(floor.start("ana", service.traveler("TRV-LONG"), "10.1")).traveler
+    floor, trav = ana_on_a_long_traveler(service)
     step = step_of(trav, "10.1")
     before, after = values_batch(floor, step.items[0].id, 1, 2).actions
     stop = RaiseAndon(

@@ -188,7 +188,7 @@ def savepoint(conn: Connection) -> Iterator[None]:
     batch almost never holds a refusal, and its savepoints were a third of its statements on
     PostgreSQL (one in five on SQLite, with the RELEASE).
 
-    Issued as plain SQL: every action of a batch runs on one, and SQLAlchemy's nested
+    Issued as plain SQL: in a batch run with them every action runs on one, and SQLAlchemy's nested
     transaction cost five times the statements' own work (0.16 ms an action of 0.75). On
     PostgreSQL it is never released: the commit ends them all, and a RELEASE was one more round
     trip per action (6 % of a batch). SQLite's RELEASE is a call in the process, and savepoints
