@@ -404,8 +404,9 @@ class ExecutionService:
             return answer.pair
 
     def perform_batch(self, who: domain.StationRef | Presented, batch: ActionBatch) -> BatchResult:
-        """Apply queued actions in the station's order, each on its own savepoint, in one
-        transaction: one commit (one fsync) per batch at most, and a refusal stops nothing."""
+        """Apply queued actions in the station's order in one transaction: one commit (one fsync)
+        per batch at most, and a refusal stops nothing (kiosk.server.group_commit runs the
+        transaction again with a savepoint for each action when one is refused)."""
         keys = [q.key for q in batch.actions]
 
         def deliver(conn: Connection) -> BatchResult:
