@@ -171,7 +171,7 @@ def all_or_nothing(conn: Connection) -> bool:
     """Whether this transaction runs without savepoints: it commits whole or not at all, so
     what it has read and locked stays read and locked until it ends."""
     pending = conn.info.get(PENDING_AUDIT)
-    return pending is not None and bool(pending.without_savepoints)
+    return pending is not None and pending.without_savepoints
 
 
 class RunAgainCarefully(BaseException):

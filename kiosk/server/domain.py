@@ -180,16 +180,13 @@ def _traveler_row(conn: Connection, action: Action) -> RowMapping:
     PostgreSQL the read was a quarter of each one's round trips. Any other kind of action reads
     afresh and forgets what was kept. (Where a savepoint may roll back, nothing is kept: on
     PostgreSQL that also gives back the row's lock.)"""
-    if not audit.all_or_nothing(conn):
-        return views.traveler_row(conn, action.traveler, lock=True)
     kept: dict[str, RowMapping] = scratch(conn).setdefault("traveler_rows", {})
-    if action.kind not in KEEP_TRAVELER_ROW:
+    if not audit.all_or_nothing(conn) or action.kind not in KEEP_TRAVELER_ROW:
         kept.clear()
         return views.traveler_row(conn, action.traveler, lock=True)
-    row = kept.get(action.traveler)
-    if row is None:
-        row = kept[action.traveler] = views.traveler_row(conn, action.traveler, lock=True)
-    return row
+    if action.traveler not in kept:
+        kept[action.traveler] = views.traveler_row(conn, action.traveler, lock=True)
+    return kept[action.traveler]
 
 
 # --- step handlers --------------------------------------------------------------------------------
