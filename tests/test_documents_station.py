@@ -74,6 +74,7 @@ def test_the_console_shades_use_only_what_every_console_font_draws() -> None:
     assert missing("".join(rows)) == set()
 
 
+@pytest.mark.parametrize("plant", ["sqlite"], indirect=True)  # the station's drawing, not the store
 async def test_the_station_draws_the_steps_drawing_and_zooms_and_pans_it(
     live_server: LiveServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

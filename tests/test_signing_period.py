@@ -20,6 +20,10 @@ from tests.helpers import step_of
 from tests.station import StationPilot, burst, running, settle
 from tests.station_helpers import enter_value, message, sign_with, stoppable_server, type_in
 
+# What is under test is the station's: its signing period and its offline checks. The server's
+# refusals it meets are the rules', tested on both stores (tests/test_signatures.py).
+pytestmark = pytest.mark.parametrize("plant", ["sqlite"], indirect=True)
+
 
 async def ready_to_sign(pilot: StationPilot, badge: str = "10001") -> TravelerScreen:
     """Step 10.1 of TRV-1001 started, its lot scanned and kit acknowledged; the prompt open."""
