@@ -4,6 +4,7 @@ delivered batch costs one commit, and deliveries that arrive together share one.
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Iterator
@@ -11,10 +12,12 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import event
+from sqlalchemy import event, select
 
+from kiosk import rules
 from kiosk.rules import Refusal
 from kiosk.server import erp
+from kiosk.server import schema as t
 from kiosk.server.service import ExecutionService, Presented
 from kiosk.wire import ActionBatch, ItemKind, QueuedAction, RaiseAndon, RecordValue, Traveler
 from tests.conftest import Plant
@@ -35,22 +38,29 @@ def statements(service: ExecutionService) -> Iterator[list[str]]:
         event.remove(service.store.engine, "before_cursor_execute", count)
 
 
-def long_traveler(service: ExecutionService, steps: int) -> None:
+NOTE = {"label": "Note", "kind": ItemKind.TEXT.value}
+BORE = {"label": "Bore", "kind": ItemKind.MEASUREMENT.value, "unit": "mm", "nominal": 12.7,
+        "lower": 12.69, "upper": 12.71}  # fmt: skip
+
+
+def long_traveler(service: ExecutionService, steps: int, item: dict[str, Any] = NOTE) -> None:
     spec = {
         "number": "WO-LONG", "part_number": "L-1", "part_name": "Long part", "quantity": 1,
         "travelers": [{"number": "TRV-LONG"}],
         "routing": [{"number": "10", "name": "All", "work_center": "ASSEMBLY", "steps": [
             {"number": f"10.{n}", "title": f"Step {n}", "instructions": "Note it.",
-             "items": [{"label": "Note", "kind": ItemKind.TEXT.value}]}
+             "items": [item]}
             for n in range(1, steps + 1)]}],
     }  # fmt: skip
     with service.store.begin() as conn:
         erp.load(conn, erp.PlantImport.model_validate({"work_orders": [spec]}))
 
 
-def ana_on_a_long_traveler(service: ExecutionService) -> tuple[ServiceFloor, Traveler]:
-    """TRV-LONG of 6 steps, Ana badged in and on its step 10.1."""
-    long_traveler(service, 6)
+def ana_on_a_long_traveler(
+    service: ExecutionService, item: dict[str, Any] = NOTE
+) -> tuple[ServiceFloor, Traveler]:
+    """TRV-LONG of 6 steps, each with one `item`, Ana badged in and on its step 10.1."""
+    long_traveler(service, 6, item)
     floor = ServiceFloor(service)
     return floor, floor.do(floor.start("ana", service.traveler("TRV-LONG"), "10.1")).traveler
 
@@ -117,7 +127,10 @@ def commits(service: ExecutionService) -> Iterator[list[int]]:
         event.remove(service.store.engine, "commit", count)
 
 
-def values_batch(floor: ServiceFloor, item_id: int, first_seq: int, size: int) -> ActionBatch:
+def values_batch(
+    floor: ServiceFloor, item_id: int, first_seq: int, size: int, values: list[str] | None = None
+) -> ActionBatch:
+    """`size` values on the item (`values`, or note 1, note 2, …), as a station delivers them."""
     return ActionBatch(
         actions=tuple(
             QueuedAction(
@@ -128,7 +141,7 @@ def values_batch(floor: ServiceFloor, item_id: int, first_seq: int, size: int) -
                         actor_id=floor.ids["ana"],
                         traveler="TRV-LONG",
                         item_id=item_id,
-                        value=f"note {first_seq + n}",
+                        value=values[n] if values else f"note {first_seq + n}",
                         station_time=datetime.now(UTC),
                     )
                 ),
@@ -197,7 +210,7 @@ def test_batches_delivered_at_once_share_one_commit_and_a_failure_stays_its_own(
     assert latest is not None and latest.value in ("note 2", "note 6")
 
 
-def test_a_batch_of_values_writes_its_answers_once_reads_its_traveler_once_no_savepoint(
+def test_a_batch_of_values_writes_its_answers_once_reads_its_traveler_and_step_once(
     service: ExecutionService,
 ) -> None:
     floor, trav = ana_on_a_long_traveler(service)
@@ -206,7 +219,32 @@ def test_a_batch_of_values_writes_its_answers_once_reads_its_traveler_once_no_sa
         service.perform_batch(floor.station, batch)
     assert len([s for s in seen if s.startswith("INSERT INTO idempotency")]) == 1
     assert len([s for s in seen if s.startswith("SELECT travelers.")]) == 1
+    assert len([s for s in seen if s.startswith("SELECT steps.")]) == 1
     assert not [s for s in seen if "SAVEPOINT" in s]  # it was all applied: none was needed
+
+
+def test_each_value_in_a_batch_meets_the_one_before_it(service: ExecutionService) -> None:
+    """The step's view a batch keeps between its values is the one each value left: a bore out
+    of tolerance, then measured again until it passes, still needs an NCR; and each value's
+    audit record names the value it replaced, as if each had been sent alone."""
+    floor, trav = ana_on_a_long_traveler(service, BORE)
+    item = step_of(trav, "10.1").items[0]
+    readings = ["12.750", "12.700", "12.705"]
+    batch = values_batch(floor, item.id, 1, 3, readings)
+    assert [o.status for o in service.perform_batch(floor.station, batch).outcomes] == [200] * 3
+    step = step_of(service.traveler("TRV-LONG"), "10.1")
+    assert step.items[0].failed_before
+    assert rules.outstanding(step) == ["Bore: out of tolerance, raise an NCR"]
+    with service.store.read() as conn:
+        ids = select(t.recorded_values.c.id).where(t.recorded_values.c.item_id == item.id)
+        entities = [f"value:{n}" for n in conn.execute(ids).scalars()]
+        trail = conn.execute(
+            select(t.audit_log.c.old, t.audit_log.c.new)
+            .where(t.audit_log.c.entity.in_(entities))
+            .order_by(t.audit_log.c.seq)
+        ).all()
+    assert [json.loads(r.new)["value"] for r in trail] == readings
+    assert [None if r.old is None else json.loads(r.old) for r in trail] == [None, *readings[:2]]
 
 
 def test_a_key_twice_in_one_batch_is_applied_once(service: ExecutionService) -> None:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import Connection, RowMapping, bindparam, insert, select, update
+from sqlalchemy import Connection, bindparam, insert, select, update
 
 from kiosk import rules
 from kiosk.rules import Refusal
@@ -23,6 +23,7 @@ from kiosk.server import (
     audit,
     corrections,
     deviations,
+    kept,
     labour,
     quality,
     records,
@@ -30,7 +31,6 @@ from kiosk.server import (
     views,
 )
 from kiosk.server import schema as t
-from kiosk.server.store import scratch
 from kiosk.wire import (
     AcknowledgeAndon,
     Action,
@@ -48,6 +48,7 @@ from kiosk.wire import (
     PlaceHold,
     RaiseAndon,
     RaiseNcr,
+    RecordedValue,
     RecordValue,
     ReleaseHold,
     ResolveAndon,
@@ -159,34 +160,16 @@ def _value_made_latest(columns: tuple[str, ...]) -> Any:
 
 def apply(change: Change, action: Action, *, with_traveler: bool = True) -> ActionApplied:
     """Check and apply `action`. Batches skip re-reading the traveler afterwards: a station
-    draining its outbox needs only the answer, and it halves the work per action."""
-    trav_row = _traveler_row(change.conn, action)
-    before = views.for_action(change.conn, trav_row, action)
+    draining its outbox needs only the answer, and it halves the work per action. The row and
+    the view of a value in a batch may be what the value before it left (kiosk.server.kept)."""
+    trav_row = kept.traveler_row(change.conn, action)
+    before = kept.rules_view(change.conn, trav_row, action)
     rules.check(before, action, change.actor, change.signer, change.station.work_center)
     message = HANDLERS[action.kind](change, before, trav_row.id, action)
     if not with_traveler:
         return ActionApplied(applied=action.kind, message=message)
     after = views.load_traveler(change.conn, action.traveler)
     return ActionResult(applied=action.kind, traveler=after, message=message)
-
-
-# Kinds that change no traveler's row (its work order, hold, NCR and deviation flags, asset).
-KEEP_TRAVELER_ROW = frozenset({"record_value"})
-
-
-def _traveler_row(conn: Connection, action: Action) -> RowMapping:
-    """The traveler's row, locked. In a transaction that stands or falls whole, a row read for
-    one value serves the next values on that traveler: a drain sends hundreds in a row, and on
-    PostgreSQL the read was a quarter of each one's round trips. Any other kind of action reads
-    afresh and forgets what was kept. (Where a savepoint may roll back, nothing is kept: on
-    PostgreSQL that also gives back the row's lock.)"""
-    kept: dict[str, RowMapping] = scratch(conn).setdefault("traveler_rows", {})
-    if not audit.all_or_nothing(conn) or action.kind not in KEEP_TRAVELER_ROW:
-        kept.clear()
-        return views.traveler_row(conn, action.traveler, lock=True)
-    if action.traveler not in kept:
-        kept[action.traveler] = views.traveler_row(conn, action.traveler, lock=True)
-    return kept[action.traveler]
 
 
 # --- step handlers --------------------------------------------------------------------------------
@@ -251,7 +234,11 @@ def record_value(change: Change, trav: Traveler, tid: int, action: RecordValue) 
     if relied is not None:  # only then: values relying on none keep the records they had
         row["deviation"] = relied
     old = None if item.latest is None else item.latest.value
-    value_id = change.insert_value("record_value", row, old, item.failed_before or passed is False)
+    failed = item.failed_before or passed is False
+    value_id = change.insert_value("record_value", row, old, failed)
+    plain = item.kind not in (ItemKind.TOOL, ItemKind.MATERIAL) and relied is None
+    latest = _as_latest(change, value_id, value, passed) if plain else None
+    kept.value_recorded(change.conn, action.traveler, item.id, latest, failed)
     link = {"traveler_id": tid, "value_id": value_id}
     if item.kind is ItemKind.TOOL:
         change.insert("use_tool", "tool_use", {**link, "tool_id": tool_id})
@@ -261,6 +248,20 @@ def record_value(change: Change, trav: Traveler, tid: int, action: RecordValue) 
     if relied is not None:
         return f"{said[:-1]}, under {relied}."
     return f"{said} {judged.note}" if judged.note else said
+
+
+def _as_latest(change: Change, value_id: int, value: str, passed: bool | None) -> RecordedValue:
+    """The value just recorded, as its item's latest reads (views.recorded_value)."""
+    return RecordedValue(
+        id=value_id,
+        value=value,
+        passed=passed,
+        recorded_by=change.actor.name,
+        server_time=change.now,
+        station_time=change.station_time,
+        station=change.station.name,
+        offline=change.offline,
+    )
 
 
 # The item keeps its latest value and whether any value failed: reads never aggregate values.
