@@ -35,7 +35,7 @@ def thumbnail(data: bytes, width: int = 32, height: int = 12, *, console: bool =
     )
     small = rgb.resize((cols, rows))
     if console:
-        grey = list(small.convert("L").getdata())  # one 0-255 level per pixel, row by row
+        grey = list(small.convert("L").tobytes())  # one 0-255 level per pixel, row by row
         lines = [
             "".join(
                 SHADES[int(level) * len(SHADES) // 256] for level in grey[y * cols : (y + 1) * cols]
