@@ -31,6 +31,7 @@ from kiosk.wire import (
     Meaning,
     Ncr,
     Person,
+    RecordedValue,
     Role,
     SignatureManifest,
     Step,
@@ -316,6 +317,19 @@ def find_item(traveler: Traveler, item_id: int) -> tuple[Step, DataItem]:
             if item.id == item_id:
                 return step, item
     raise Refusal("not_found", f"{traveler.number} has no data item {item_id}.", 404)
+
+
+def with_latest(
+    traveler: Traveler, item_id: int, latest: RecordedValue, failed: bool
+) -> Traveler:
+    """The traveler once a value lands on an item: its latest value, and whether any value on it
+    failed. What the station shows as recorded and what the server's batch judges the next value
+    by (kiosk.server.kept)."""
+    step, item = find_item(traveler, item_id)
+    item = item.model_copy(update={"latest": latest, "failed_before": failed})
+    step = step.model_copy(update={"items": tuple(item if i.id == item_id else i for i in step.items)})
+    steps = tuple(step if s.id == step.id else s for s in traveler.steps)
+    return traveler.model_copy(update={"steps": steps})
 
 
 def traveler_status(

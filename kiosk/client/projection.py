@@ -19,7 +19,6 @@ from kiosk.wire import (
     ApproveDeviation,
     ApproveDisposition,
     CorrectValue,
-    DataItem,
     DispositionNcr,
     Hold,
     LabourEntry,
@@ -193,10 +192,7 @@ def _record(trav: Traveler, action: RecordValue, ctx: Context) -> Traveler:
         station=ctx.station,
         offline=action.offline or is_pending(ctx.local_id),
     )
-    failed = item.failed_before or passed is False
-    changed: DataItem = item.model_copy(update={"latest": entry, "failed_before": failed})
-    items = tuple(changed if i.id == item.id else i for i in step.items)
-    return _with_step(trav, step.model_copy(update={"items": items}))
+    return _restate(rules.with_latest(trav, item.id, entry, item.failed_before or passed is False))
 
 
 def _relied_on(trav: Traveler, number: str) -> Traveler:
@@ -341,7 +337,7 @@ def _correct_or_void(trav: Traveler, action: CorrectValue | VoidSignature, ctx: 
     """A correction: the new value in effect, naming the one it corrects. A void: the step's
     signatures voided (rules.voided_by) kept as voided, and the step reopened (paused)."""
     if isinstance(action, CorrectValue):
-        step, item = rules.find_item(trav, action.item_id)
+        _, item = rules.find_item(trav, action.item_id)
         value, passed = rules.evaluate(item, action.value)
         entry = RecordedValue(
             id=ctx.local_id, value=value, passed=passed, recorded_by=ctx.actor.name,
@@ -349,10 +345,7 @@ def _correct_or_void(trav: Traveler, action: CorrectValue | VoidSignature, ctx: 
             offline=action.offline or is_pending(ctx.local_id),
             corrects=action.corrects, reason=action.reason.strip(),
         )  # fmt: skip
-        failed = rules.still_failed(item, passed)
-        changed = item.model_copy(update={"latest": entry, "failed_before": failed})
-        items = tuple(changed if i.id == item.id else i for i in step.items)
-        return _with_step(trav, step.model_copy(update={"items": items}))
+        return _restate(rules.with_latest(trav, item.id, entry, rules.still_failed(item, passed)))
     step = rules.find_step(trav, action.step_id)
     gone = rules.voided_by(step, action.meaning)
     void = _manifest(_signer(ctx), Meaning.APPROVED, ctx)

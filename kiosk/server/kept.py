@@ -92,12 +92,7 @@ def value_recorded(
     if latest is None:
         del kept.views[traveler]
         return
-    step, item = rules.find_item(found.traveler, item_id)
-    item = item.model_copy(update={"latest": latest, "failed_before": failed})
-    items = tuple(item if i.id == item_id else i for i in step.items)
-    step = step.model_copy(update={"items": items})
-    steps = tuple(step if s.id == step.id else s for s in found.traveler.steps)
-    found.traveler = found.traveler.model_copy(update={"steps": steps})
+    found.traveler = rules.with_latest(found.traveler, item_id, latest, failed)
 
 
 def _step_of(view: Traveler, item_id: int | None) -> int | None:
