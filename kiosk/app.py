@@ -585,12 +585,6 @@ class KioskApp(App[int], inherit_bindings=False):
     def drafts_for(self, step: Step) -> dict[int, str]:
         return self.state.drafts_for(step)
 
-    def keep_drafts(self, step: Step, values: dict[int, str]) -> None:
-        """Not needed any more (each keystroke reaches the session, `on_data_item_entry_changed`);
-        what a caller hands in is what the session already holds."""
-        if self.person is not None:
-            self.state.drafts.keep(self.person.id, step, values)
-
     def forget_draft(self, item_id: int) -> None:
         self.state.recorded(item_id)
 

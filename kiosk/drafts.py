@@ -35,10 +35,6 @@ class Drafts:
         else:
             self._values.pop((person_id, item_id), None)
 
-    def keep(self, person_id: int, step: Step, values: dict[int, str]) -> None:
-        for item in step.items:
-            self.put(person_id, item.id, values.get(item.id, ""))
-
     def forget(self, person_id: int, item_id: int) -> None:
         self._values.pop((person_id, item_id), None)
 

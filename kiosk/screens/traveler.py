@@ -239,13 +239,11 @@ class TravelerScreen(KeptScreen):
     async def open(self, traveler: Traveler, operation: str | None) -> None:
         """Another traveler (or another part of this one) in this screen, as if newly opened:
         the station keeps one traveler screen, since composing one costs more than the read.
-        Drafts typed here are kept first when the screen is on top (a scan over it)."""
-        if self.is_current:
-            self.save_drafts()
+        Drafts need no saving: each keystroke reaches the station's session."""
         self.traveler, self.operation = in_window(traveler, operation), operation
         self.selected = first_to_show(self.traveler)
         self.station.note_revisions(self.traveler, acknowledge=True)
-        await self.show(self.traveler, save=False)
+        await self.show(self.traveler)
 
     # --- drawing ----------------------------------------------------------------------------------
 
@@ -256,9 +254,7 @@ class TravelerScreen(KeptScreen):
     def step_in(self, traveler: Traveler) -> Step | None:
         return next((s for s in traveler.steps if s.id == self.selected), None)
 
-    async def show(self, traveler: Traveler, *, save: bool = True) -> None:
-        if save:
-            self.save_drafts()
+    async def show(self, traveler: Traveler) -> None:
         traveler = in_window(traveler, self.operation)
         if self.step_in(traveler) is None:
             self.selected = first_to_show(traveler)
@@ -302,15 +298,10 @@ class TravelerScreen(KeptScreen):
         if target is not None:
             target.query_one(Input).focus()
 
-    def save_drafts(self) -> None:
-        for detail in self.query(StepDetail):
-            self.station.keep_drafts(detail.step, detail.drafts())
-
     @on(OptionList.OptionHighlighted, "#steps")
     async def step_highlighted(self, event: OptionList.OptionHighlighted) -> None:
         step_id = self.query_one(StepList).highlighted_step_id()
         if step_id is not None and step_id != self.selected:
-            self.save_drafts()
             self.selected = step_id
             self.query_one("#traveler-header", Static).update(header_text(self.traveler, self.step))
             # Someone moving through the step list keeps the focus there; taking it into the
@@ -336,7 +327,6 @@ class TravelerScreen(KeptScreen):
             return
         finally:
             self.station.refresh_status()
-        self.save_drafts()
         if isinstance(action, RecordValue):
             self.station.forget_draft(action.item_id)  # recorded: the input starts empty again
         traveler = recorded.traveler
@@ -344,7 +334,7 @@ class TravelerScreen(KeptScreen):
             traveler = await self._next_operation_if_done(traveler)
             following = rules.current_step(traveler)  # signed off: on to the next step
             self.selected = following.id if following else self.selected
-        await self.show(traveler, save=False)
+        await self.show(traveler)
         self.say(recorded.message, applied_severity(action, recorded.traveler))
         self.after_applied(action, recorded.traveler)
 
@@ -413,7 +403,7 @@ class TravelerScreen(KeptScreen):
     async def take_over(self, badge: str) -> None:
         if await self.station.switch_person(badge):
             self.refresh_bindings()  # the void key is quality's
-            await self.show(self.traveler, save=False)  # the newcomer's drafts, not the last one's
+            await self.show(self.traveler)  # the newcomer's drafts, not the last one's
 
     def fill_scan(self, kind: ItemKind, value: str) -> bool:
         """A scanned tool or lot fills the current step's matching item and records it."""
@@ -885,11 +875,10 @@ class TravelerScreen(KeptScreen):
             self.say(f"This is the {end} operation of {self.traveler.number}.")
             return
         traveler, operation, number = found
-        self.save_drafts()
         self.traveler, self.operation = in_window(traveler, operation), operation
         step = next((s for s in self.traveler.steps if s.number == number), None)
         self.selected = step.id if step else first_to_show(self.traveler)
-        await self.show(self.traveler, save=False)
+        await self.show(self.traveler)
 
     def action_go_to_step(self) -> None:
         """Ctrl+G: a step by its number (or an operation by its own), read if not listed."""
@@ -918,16 +907,13 @@ class TravelerScreen(KeptScreen):
             except BackendError as exc:
                 self.say(exc.detail, "error")
                 return
-            self.save_drafts()
             self.traveler, self.operation = in_window(traveler, operation), operation
             listed = next((s for s in self.traveler.steps if s.number == wanted), None)
             self.selected = listed.id if listed else first_to_show(self.traveler)
         else:
-            self.save_drafts()
             self.selected = listed.id
-        await self.show(self.traveler, save=False)
+        await self.show(self.traveler)
         self.query_one(StepList).focus()
 
     def action_back(self) -> None:
-        self.save_drafts()
         self.app.pop_screen()
