@@ -23,6 +23,7 @@ from kiosk.server.service import ExecutionService
 from kiosk.widgets.step_detail import StepDetail
 from kiosk.widgets.step_list import StepList
 from tests.conftest import LiveServer
+from tests.helpers import ServiceFloor
 from tests.station import StationPilot, burst, running, settle, typed
 from tests.station_helpers import focused_input, message, screen_text, text_of, type_in
 from tests.test_reads_scale import many_travelers
@@ -213,10 +214,17 @@ async def test_a_long_queue_is_read_a_page_at_a_time_and_updated_in_place(
         await settle(pilot)
         rows = queue_rows(pilot)
         assert len(rows) == PAGE + 30 + 5 and rows == sorted(rows)  # and the demo's five
-        at = table.cursor_row
-        keys = list(table.rows)
+        at, scrolled = table.cursor_row, table.scroll_y
+        before = dict(table.rows)
+        assert "in work" not in str(table.get_row("TRV-M00003")[3])
+        floor = ServiceFloor(service)  # someone at another station starts TRV-M00003
+        floor.do(floor.start("ana", service.traveler("TRV-M00003"), "10.1"))
         await pilot.press("f4")
         await settle(pilot)
-        # A refresh changes the rows that changed: the same rows by key, the cursor kept.
-        assert list(table.rows) == keys
-        assert table.cursor_row == at
+        # A refresh changes the rows that changed: the same rows by key, the cursor and the
+        # scroll kept, the started traveler's cells updated in its own row, no row rebuilt.
+        assert list(table.rows) == list(before)
+        assert (table.cursor_row, table.scroll_y) == (at, scrolled) and scrolled > 0
+        assert all(table.rows[key] is row for key, row in before.items())
+        started = table.get_row("TRV-M00003")
+        assert "in work" in str(started[3]) and "10.1" in str(started[4])
