@@ -5,8 +5,12 @@ from __future__ import annotations
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from textual import events
+from textual.app import App, ComposeResult
+from textual.widgets import TextArea
 
 from kiosk.scanning import DetectorSettings, Scan, scan_from_paste
+from kiosk.wedge import WedgeInput
 
 GS, RS, EOT = "\x1d", "\x1e", "\x04"
 
@@ -53,3 +57,26 @@ def test_a_scan_from_a_paste_keeps_every_data_character(text: str, into_field: b
     if scan is not None:
         assert text.startswith(scan.text) and scan.text.strip(" ")
         assert text[len(scan.text) :].strip("\r\n\t") == ""
+
+
+class Notes(App[None]):
+    """A screen with a TextArea: the station has none yet, the wedge's paste rule covers one."""
+
+    def compose(self) -> ComposeResult:
+        yield TextArea()
+
+
+async def test_a_paste_into_a_text_area_is_the_persons_unless_it_carries_scanner_codes() -> None:
+    app = Notes()
+    async with app.run_test() as pilot:
+        area = app.query_one(TextArea)
+        area.focus()
+        await pilot.pause()
+        wedge = WedgeInput()
+        person = await wedge.paste(events.Paste("burr on the edge"), app.on_event, area)
+        await pilot.pause()
+        assert person.scans == [] and area.text == "burr on the edge"
+        code = await wedge.paste(events.Paste(f"]C10109506000134352{GS}10ABC123"), app.on_event, area)
+        await pilot.pause()
+        assert [s.text for s in code.scans] == [f"]C10109506000134352{GS}10ABC123"]
+        assert area.text == "burr on the edge"  # a TextArea would have made the GS a line break

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
+import uuid
 from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import strategies as st
 from textual import events
 from textual.pilot import Pilot
 from textual.widgets import Input, RichLog
 
-from kiosk.scanning import LAYOUT_MISMATCH, DetectorSettings
+from kiosk.scanning import LAYOUT_MISMATCH, DetectorSettings, Scan
 from kiosk.screens.badge import BadgeScreen
 from kiosk.screens.queue import QueueScreen
 from kiosk.screens.sign_off import SignOffScreen
@@ -155,6 +159,71 @@ async def test_a_typed_key_is_in_the_field_before_the_detector_has_decided(
 
 
 # --- scans without leaks ---------------------------------------------------------------------------
+
+
+Typing = tuple[str, str, float]
+"""("person", keys, 0) typed 150 ms apart, or ("scanner", code, gap) sent `gap` s apart + Enter."""
+
+PERSON = st.tuples(st.just("person"), st.text("abcdefgh", min_size=1, max_size=3), st.just(0.0))
+SCANNER = st.tuples(
+    st.just("scanner"),
+    st.text("XYZ789", min_size=4, max_size=8).map(lambda code: "ZQ" + code),  # no label kind
+    st.floats(0.001, 0.012),
+)
+
+
+async def send(pilot: Pilot[int], typing: list[Typing]) -> None:
+    """The keys at their times: each stamped when the terminal would have read it, and posted
+    no sooner (a scanner's keys all at once, as a busy station finds them queued)."""
+    at = time.monotonic()
+    for who, keys, gap in typing:
+        await asyncio.sleep(max(0.0, at - time.monotonic()))
+        if who == "person":
+            for char in keys:
+                await asyncio.sleep(max(0.0, at - time.monotonic()))
+                pilot.app.post_message(key_at(char, char, at))
+                at += 0.15
+            continue
+        for n, (name, char) in enumerate([*((c, c) for c in keys), ("enter", "\r")]):
+            pilot.app.post_message(key_at(name, char, at + n * gap))
+        at += len(keys) * gap + 0.15
+
+
+def key_at(name: str, char: str, at: float) -> events.Key:
+    event = events.Key(name, char)
+    event.time = at
+    return event
+
+
+@settings(
+    max_examples=12,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+    phases=[Phase.explicit, Phase.reuse, Phase.generate],  # no shrinking: 1-2 s an example
+)
+@given(typing=st.lists(st.one_of(PERSON, SCANNER), min_size=1, max_size=5))
+async def test_any_mix_of_typing_and_scans_keeps_every_key_once_in_order_and_no_scan_in_the_field(
+    live_server: LiveServer, tmp_path: Path, typing: list[Typing]
+) -> None:
+    """The wedge as the station runs it (the app's key path, its timer, the Input's snapshot
+    and take-back), where tests/test_scanning_planner.py checks the planner alone."""
+    async with running(live_server.url, live_server.token(), tmp_path / uuid.uuid4().hex) as pilot:
+        field = await on_queue_with_the_traveler_field(pilot)
+        routed: list[Scan] = []
+        route = pilot.app.route_scan
+
+        def routing(scan: Scan) -> None:
+            routed.append(scan)
+            route(scan)
+
+        pilot.app.route_scan = routing  # type: ignore[method-assign]
+        await send(pilot, typing)
+        await pilot.pause(0.3)  # the wedge's last decision
+        await settle(pilot)
+        assert field.value == "".join(keys for who, keys, _ in typing if who == "person")
+        assert [(s.text, s.complete) for s in routed] == [
+            (code, True) for who, code, _ in typing if who == "scanner"
+        ]
 
 
 @pytest.mark.parametrize("first_gap_ms", [35, 65])
