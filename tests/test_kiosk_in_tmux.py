@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -105,24 +106,30 @@ class Terminal:
 
 @pytest.fixture
 def terminal(tmp_path: Path) -> Iterator[Terminal]:
+    term = station_terminal(tmp_path)
+    try:
+        yield term
+    finally:
+        term.close()
+
+
+def station_terminal(data_dir: Path) -> Terminal:
+    """`kiosk` on the embedded demo plant kept in `data_dir`, in a terminal of its own."""
     if TMUX is None:
         pytest.fail("tmux is needed for this test: apt-get install tmux")
     session = f"kiosk-test-{os.getpid()}"
     kiosk = Path(sys.executable).parent / "kiosk"
     env = (
-        f"KIOSK_DATA_DIR={tmp_path} KIOSK_CONFIG_FILE={tmp_path / 'none.toml'} TERM=xterm-256color"
+        f"KIOSK_DATA_DIR={data_dir} KIOSK_CONFIG_FILE={data_dir / 'none.toml'} TERM=xterm-256color"
     )
     term = Terminal.open(
         session,
         # The shell records the kiosk's PID (exec keeps it), so a test can signal it.
-        f"sh -c 'echo $$ > {tmp_path / 'kiosk.pid'}; exec env {env} {kiosk}'; "
+        f"sh -c 'echo $$ > {data_dir / 'kiosk.pid'}; exec env {env} {kiosk}'; "
         "echo KIOSK-EXITED $?; sleep 60",
     )
-    term.pid_file = tmp_path / "kiosk.pid"
-    try:
-        yield term
-    finally:
-        term.close()
+    term.pid_file = data_dir / "kiosk.pid"
+    return term
 
 
 def test_operator_session_in_a_real_terminal(terminal: Terminal) -> None:
@@ -195,3 +202,55 @@ def test_the_stations_own_server_is_restarted_if_it_dies(
     assert "KIOSK-EXITED" not in shown
     terminal.scan("TRV-1001")  # the station works on, through the new server
     terminal.wait_for("Step 10.1 Verify kit and material")
+
+
+def test_a_value_on_disk_when_the_station_is_killed_is_on_the_traveler_after_the_restart(
+    terminal: Terminal, tmp_path: Path
+) -> None:
+    """Killed between the outbox's commit and the screen, its server stalled so the value
+    is nowhere but the station's disk: the restarted station shows it (and sends it) instead
+    of asking for it again."""
+    terminal.wait_for("ONLINE")
+    terminal.scan("10001")
+    terminal.wait_for("TRV-1001")
+    terminal.send("Enter")
+    terminal.wait_for("Step 10.1 Verify kit and material")
+    terminal.send("F2")
+    terminal.wait_for("Step 10.1 started")
+    (server,) = subprocess.run(
+        ["pgrep", "-f", f"serve --embedded.*{tmp_path}"], capture_output=True, text=True
+    ).stdout.split()
+    os.kill(int(server), signal.SIGSTOP)  # takes nothing in from now on
+    terminal.scan("LOT-A100")
+    outbox = tmp_path / "station.db"
+    deadline = time.monotonic() + 30
+    while not recorded_in(outbox, "LOT-A100"):
+        assert time.monotonic() < deadline, "the scan never reached the outbox"
+        time.sleep(0.005)
+    os.kill(terminal.kiosk_pid, signal.SIGKILL)  # at once: maybe before the screen said so
+    os.kill(int(server), signal.SIGKILL)
+    terminal.wait_for("KIOSK-EXITED")
+    terminal.close()
+
+    again = station_terminal(tmp_path)
+    try:
+        again.wait_for("ONLINE")
+        again.scan("10001")
+        again.wait_for("TRV-1001")
+        again.scan("TRV-1001")
+        shown = again.wait_for("LOT-A100 · Ana Ortiz")
+        assert "Bracket forging lot" in shown
+    finally:
+        again.close()
+
+
+def recorded_in(outbox: Path, value: str) -> bool:
+    """Whether the station's outbox holds a committed action carrying `value`."""
+    if not outbox.exists():
+        return False
+    try:
+        with sqlite3.connect(f"file:{outbox}?mode=ro", uri=True, timeout=0.1) as db:
+            rows = db.execute("SELECT payload FROM entries").fetchall()
+    except sqlite3.OperationalError:  # the station is writing it right now
+        return False
+    return any(value in payload for (payload,) in rows)
