@@ -9,7 +9,9 @@ Here a delivery is queued as a job; whichever thread gets the turn takes every j
 (at most MOST_JOBS), runs them inside one transaction, commits once, and only then hands each job
 its answer. So nothing is answered before it is durable, and the chain is extended once per group.
 A job runs in the context (request id) of the request it came from, on the thread that has the
-turn.
+turn. The turn goes to the thread of the oldest job still queued, and each thread is woken only for
+its own job (answered, or its turn): with 50 stations waiting, waking every thread at every commit
+cost a tenth of the server's time under the plant benchmark.
 
 The group runs first without savepoints, as nearly every group succeeds whole. If anything fails
 in it (a refused action, a refused token, a bug), all of it is rolled back and run again with a
@@ -44,6 +46,8 @@ class _Job(Generic[T]):
     done: bool = False
     value: T | None = None
     error: BaseException | None = None
+    woken: threading.Event = field(default_factory=threading.Event)
+    """Set once: the job is answered, or its thread has the turn."""
 
 
 class GroupCommit:
@@ -52,35 +56,39 @@ class GroupCommit:
     def __init__(self, store: Store, most: int = MOST_JOBS) -> None:
         self.store = store
         self.most = most
-        self._changed = threading.Condition()
+        self._lock = threading.Lock()
         self._queued: list[_Job[object]] = []
         self._leading = False
+        """A group is committing, or the turn was handed on: whoever queues now waits."""
 
     def run(self, work: Callable[[Connection], T]) -> T:
         """`work(conn)` inside a shared write transaction; its answer once that has committed.
         Whatever `work` raises is raised here, after what it changed was rolled back."""
         job: _Job[T] = _Job(work)
-        with self._changed:
+        with self._lock:
             self._queued.append(job)  # type: ignore[arg-type]
-        while not job.done:
-            with self._changed:
-                # A job taken into a group is answered the moment that group commits: its
-                # thread never waits for the turn after it.
-                while self._leading and not job.done:
-                    self._changed.wait()
-                if job.done:
-                    break
-                self._leading = True
-                jobs, self._queued = self._queued[: self.most], self._queued[self.most :]
-            try:
-                self._commit(jobs)
-            finally:
-                with self._changed:
-                    self._leading = False
-                    self._changed.notify_all()
+            waits, self._leading = self._leading, True
+        if waits:
+            job.woken.wait()
+        if not job.done:  # the turn: this job is the oldest queued, so it is in the group
+            self._lead()
         if job.error is not None:
             raise job.error
         return job.value  # type: ignore[return-value]
+
+    def _lead(self) -> None:
+        with self._lock:
+            jobs, self._queued = self._queued[: self.most], self._queued[self.most :]
+        try:
+            self._commit(jobs)
+        finally:
+            with self._lock:
+                following = self._queued[0] if self._queued else None
+                self._leading = following is not None
+            for job in jobs:
+                job.woken.set()
+            if following is not None:
+                following.woken.set()
 
     def _commit(self, jobs: list[_Job[object]]) -> None:
         committed = False
