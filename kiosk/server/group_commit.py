@@ -10,8 +10,7 @@ Here a delivery is queued as a job; whichever thread gets the turn takes every j
 its answer. So nothing is answered before it is durable, and the chain is extended once per group.
 A job runs in the context (request id) of the request it came from, on the thread that has the
 turn. The turn goes to the thread of the oldest job still queued, and each thread is woken only for
-its own job (answered, or its turn): with 50 stations waiting, waking every thread at every commit
-cost a tenth of the server's time under the plant benchmark.
+its own job (answered, or its turn), not every waiting thread at every commit.
 
 The group runs first without savepoints, as nearly every group succeeds whole. If anything fails
 in it (a refused action, a refused token, a bug), all of it is rolled back and run again with a
