@@ -247,9 +247,9 @@ def long_traveler(
         for op in range(1, operations + 1)
     ]
     return {
-        "number": f"WO-{number[4:]}", "part_number": "5590-100",
+        "number": f"WO-{number.removeprefix('TRV-')}", "part_number": "5590-100",
         "part_name": "Fuselage skin panel",
-        "quantity": 1, "travelers": [{"number": number, "lot": f"LOT-{number[4:]}"}],
+        "quantity": 1, "travelers": [{"number": number, "lot": f"LOT-{number.removeprefix('TRV-')}"}],
         "routing": routing,
     }  # fmt: skip
 

@@ -113,6 +113,14 @@ def terminal(tmp_path: Path) -> Iterator[Terminal]:
         term.close()
 
 
+def embedded_servers(data: Path) -> list[str]:
+    """The PIDs of the `kiosk serve --embedded` processes of the station whose data is in `data`."""
+    found = subprocess.run(
+        ["pgrep", "-f", f"serve --embedded.*{data}"], capture_output=True, text=True
+    )
+    return found.stdout.split()
+
+
 def station_terminal(data_dir: Path) -> Terminal:
     """`kiosk` on the embedded demo plant kept in `data_dir`, in a terminal of its own."""
     if TMUX is None:
@@ -179,10 +187,7 @@ def test_systemd_stop_or_a_dropped_ssh_session_restores_the_terminal(
     assert "Scan your badge" not in shown  # the alternate screen is gone: terminal restored
     # The embedded server went with the station: no orphan keeps the database open.
     time.sleep(0.5)
-    left = subprocess.run(
-        ["pgrep", "-f", f"serve --embedded.*{tmp_path}"], capture_output=True, text=True
-    )
-    assert left.stdout.strip() == ""
+    assert embedded_servers(tmp_path) == []
 
 
 def test_the_stations_own_server_is_restarted_if_it_dies(
@@ -192,9 +197,7 @@ def test_the_stations_own_server_is_restarted_if_it_dies(
     terminal.wait_for("ONLINE")
     terminal.scan("10001")
     terminal.wait_for("TRV-1001")
-    server = subprocess.run(
-        ["pgrep", "-f", f"serve --embedded.*{tmp_path}"], capture_output=True, text=True
-    ).stdout.split()
+    server = embedded_servers(tmp_path)
     assert len(server) == 1
     os.kill(int(server[0]), signal.SIGKILL)
     shown = terminal.wait_for("it was restarted", timeout=60)
@@ -217,9 +220,7 @@ def test_a_value_on_disk_when_the_station_is_killed_is_on_the_traveler_after_the
     terminal.wait_for("Step 10.1 Verify kit and material")
     terminal.send("F2")
     terminal.wait_for("Step 10.1 started")
-    (server,) = subprocess.run(
-        ["pgrep", "-f", f"serve --embedded.*{tmp_path}"], capture_output=True, text=True
-    ).stdout.split()
+    (server,) = embedded_servers(tmp_path)
     os.kill(int(server), signal.SIGSTOP)  # takes nothing in from now on
     terminal.scan("LOT-A100")
     outbox = tmp_path / "station.db"

@@ -28,7 +28,7 @@ from kiosk.config import StationSettings
 from tests.conftest import LiveServer
 from tests.helpers import thin_client_home
 from tests.station import FROZEN, burst, settle
-from tests.test_kiosk_in_tmux import TMUX, Terminal
+from tests.test_kiosk_in_tmux import TMUX, Terminal, embedded_servers
 
 FIRST_FRAME_MUST_NOT_LOAD = (
     "httpx",
@@ -171,13 +171,6 @@ def open_terminal(data: Path, terminals: list[Terminal], *args: str) -> Terminal
     command = f"env {env} {kiosk} {' '.join(args)}; echo KIOSK-EXITED $?; sleep 60"
     terminals.append(Terminal.open(session, command))
     return terminals[-1]
-
-
-def embedded_servers(data: Path) -> list[str]:
-    found = subprocess.run(
-        ["pgrep", "-f", f"serve --embedded.*{data}"], capture_output=True, text=True
-    )
-    return found.stdout.split()
 
 
 @pytest.mark.slow
