@@ -45,7 +45,16 @@ def _add_database(parser: argparse.ArgumentParser) -> None:
 
 
 # Flags of `kiosk serve` that override a ServerSettings field of the same name.
-_SERVE_FLAGS = ("host", "port", "workers", "tls_cert", "tls_key", "log_format", "log_level")
+_SERVE_FLAGS = (
+    "host",
+    "port",
+    "workers",
+    "database_connections",
+    "tls_cert",
+    "tls_key",
+    "log_format",
+    "log_level",
+)
 
 
 def _server_settings(args: argparse.Namespace):  # type: ignore[no-untyped-def]
@@ -208,7 +217,9 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
         verdict = audit.verify(conn, keys, witnesses, files=kept)
     print(verdict)
     if verdict.ok and witnesses:
-        agree = "1 checkpoint agrees" if len(witnesses) == 1 else f"{len(witnesses)} checkpoints agree"
+        agree = (
+            "1 checkpoint agrees" if len(witnesses) == 1 else f"{len(witnesses)} checkpoints agree"
+        )
         print(f"witnesses: {agree} ({', '.join(f.name for f in files)})")
     if keys is None:
         print(
@@ -556,6 +567,8 @@ def _add_deviation_commands(sub: argparse._SubParsersAction[argparse.ArgumentPar
     listing.add_argument("--json", action="store_true", help="as one JSON document, for scripts")
     _add_database(listing)
     listing.set_defaults(func=cmd_deviation_list)
+
+
 # --- documents at revision ------------------------------------------------------------------------
 
 
@@ -661,9 +674,7 @@ def cmd_backup(args: argparse.Namespace) -> int:
     from kiosk.server.backup import backup
 
     settings = _server_settings(args)
-    manifest = backup(
-        settings.database, settings.plant_secret, args.dest, files_dir=settings.files
-    )
+    manifest = backup(settings.database, settings.plant_secret, args.dest, files_dir=settings.files)
     head = manifest["audit_head"]
     size = sum(entry["bytes"] for entry in manifest["files"])
     print(
@@ -802,7 +813,9 @@ def _add_integration_commands(sub: argparse._SubParsersAction[argparse.ArgumentP
     )
     add.add_argument("name", help="e.g. ERP, MES, QMS: letters, digits, '.', '_', '-'")
     add.add_argument(
-        "--scope", required=True, metavar="SCOPES",
+        "--scope",
+        required=True,
+        metavar="SCOPES",
         help="comma-separated: import,read,events,deviations",
     )
     _add_database(add)
@@ -982,6 +995,13 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=None, help="TCP port (default 8600)")
     serve.add_argument(
         "--workers", type=int, default=None, help="server processes sharing the database"
+    )
+    serve.add_argument(
+        "--database-connections",
+        type=int,
+        default=None,
+        metavar="N",
+        help="PostgreSQL connections each server process holds at most (default 10)",
     )
     serve.add_argument(
         "--log-format",

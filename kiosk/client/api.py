@@ -204,7 +204,9 @@ class ExecutionClient:
         try:
             response = await self._http.get(f"/api/v1/evidence/{sha256}")
         except httpx.HTTPError:
-            raise errors.BackendUnreachable(f"Cannot reach the server at {self.base_url}.") from None
+            raise errors.BackendUnreachable(
+                f"Cannot reach the server at {self.base_url}."
+            ) from None
         if response.status_code >= 400:
             raise _error(response)
         return response.content
@@ -217,7 +219,9 @@ class ExecutionClient:
         try:
             await self._http.send(request)
         except httpx.HTTPError:
-            raise errors.BackendUnreachable(f"Cannot reach the server at {self.base_url}.") from None
+            raise errors.BackendUnreachable(
+                f"Cannot reach the server at {self.base_url}."
+            ) from None
 
     # --- the fleet --------------------------------------------------------------------------------
 
@@ -375,6 +379,9 @@ def _error(response: httpx.Response) -> errors.BackendError:
     rule = problem.get("rule")
     if not isinstance(detail, str):
         detail = f"The server answered {response.status_code} without an explanation."
+    if response.status_code == 503 and rule == "database_unavailable":
+        # Unavailable for a moment, not broken: its own words say so, and what to do.
+        return errors.BadResponse(detail, rule=rule, status=503)
     if response.status_code >= 500 or response.status_code not in _BY_STATUS:
         return errors.BadResponse(
             f"The server failed ({response.status_code}). Nothing was lost; try again.",

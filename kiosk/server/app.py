@@ -5,16 +5,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from http import HTTPStatus
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
-from sqlalchemy.exc import DataError, DBAPIError
+from sqlalchemy.exc import DataError, DBAPIError, OperationalError
+from sqlalchemy.exc import TimeoutError as NoConnectionInTime
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp
 
@@ -38,11 +40,11 @@ from kiosk.server.idempotency import problem_json
 from kiosk.server.metrics import HttpMetrics, PlantCollector
 from kiosk.server.security import PlantSecret
 from kiosk.server.service import ExecutionService
-from kiosk.server.store import Store
+from kiosk.server.settings import DATABASE_CONNECTIONS, ServerSettings
+from kiosk.server.store import Store, StoreError
 from kiosk.wire import Problem
 
-if TYPE_CHECKING:
-    from kiosk.server.settings import ServerSettings
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -53,6 +55,7 @@ class ServerConfig:
     files_dir: Path | None = None
     """Unset: `files` beside the plant secret (the data directory)."""
     max_file_bytes: int = DEFAULT_MAX_BYTES
+    database_connections: int = DATABASE_CONNECTIONS
 
     @classmethod
     def of(cls, settings: ServerSettings, *, demo: bool = False) -> ServerConfig:
@@ -62,6 +65,7 @@ class ServerConfig:
             demo=demo,
             files_dir=settings.files,
             max_file_bytes=settings.max_file_mb * 1024 * 1024,
+            database_connections=settings.database_connections,
         )
 
     def file_store(self) -> FileStore:
@@ -72,7 +76,11 @@ class ServerConfig:
 def open_service(config: ServerConfig) -> ExecutionService:
     """Open the store (creating the schema if new) and seed the demo plant when asked and empty."""
     secret = PlantSecret.load_or_create(config.secret_file)
-    store = Store.open(config.database_url, audit_key=secret.audit_key())
+    store = Store.open(
+        config.database_url,
+        audit_key=secret.audit_key(),
+        connections=config.database_connections,
+    )
     svc = ExecutionService(
         store, secret, witness=audit.witness_path(config.secret_file), files=config.file_store()
     )
@@ -159,6 +167,42 @@ def _out_of_range(_request: Request, exc: Exception) -> Response:
     )
 
 
+def _database_unavailable(_request: Request, exc: Exception) -> Response:
+    """The database refused a connection (at its max_connections, restarting), dropped one, gave
+    none in time, or broke a deadlock: the transaction was rolled back, nothing was written, and
+    the same request sent again is applied once. Any other database error is a bug: a 500."""
+    if not _unavailable(exc):
+        raise exc
+    orig = getattr(exc, "orig", None) or exc
+    log.warning("database unavailable, answered 503: %s", (str(orig).splitlines() or ["?"])[0])
+    refusal = Refusal(
+        "database_unavailable",
+        "The server cannot reach its database just now. Nothing was lost; try again.",
+        503,
+    )
+    response = _problem(refusal)
+    response.headers["Retry-After"] = "2"
+    return response
+
+
+# SQLSTATE classes of a database that is away or busy, not of a wrong statement: connection
+# exception, insufficient resources, operator intervention (shutdown), transaction rollback.
+_UNAVAILABLE_STATES = ("08", "53", "57", "40")
+# SQLite's own: another writer held the file too long, the disk failed or filled.
+_UNAVAILABLE_SQLITE = ("SQLITE_BUSY", "SQLITE_LOCKED", "SQLITE_IOERR", "SQLITE_FULL")
+
+
+def _unavailable(exc: Exception) -> bool:
+    if not isinstance(exc, DBAPIError) or exc.connection_invalidated or exc.statement is None:
+        return True  # no connection in time, no write turn, a connection that broke or none made
+    orig = exc.orig
+    name = getattr(orig, "sqlite_errorname", None)
+    if name is not None:
+        return str(name).startswith(_UNAVAILABLE_SQLITE)
+    state = getattr(orig, "sqlstate", None)
+    return state is None or state[:2] in _UNAVAILABLE_STATES  # None: failed before any answer
+
+
 def _server_error(_request: Request, _exc: Exception) -> Response:
     """A bug: the body keeps the problem shape and says nothing about the server's insides."""
     return _problem(
@@ -225,6 +269,8 @@ def create_app(svc: ExecutionService, settings: ServerSettings | None = None) ->
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(OverflowError, _out_of_range)  # SQLite
     app.add_exception_handler(DataError, _out_of_range)  # PostgreSQL: numeric_value_out_of_range
+    for unavailable in (OperationalError, NoConnectionInTime, StoreError):
+        app.add_exception_handler(unavailable, _database_unavailable)
     app.add_exception_handler(Exception, _server_error)
     # Outermost but for the error middleware: hostile input never reaches a route.
     app.add_middleware(RequestGuard, max_upload=_upload_limit(svc))

@@ -32,6 +32,7 @@ from kiosk.server import logs, security
 from kiosk.server.app import ServerConfig, create_app, open_service
 from kiosk.server.metrics import MULTIPROC_ENV
 from kiosk.server.settings import ServerSettings
+from kiosk.server.store import Store
 
 log = logging.getLogger("kiosk.server")
 # The parent hands its resolved settings to the worker processes it spawns.
@@ -120,6 +121,7 @@ def serve(settings: ServerSettings, *, demo: bool = False, tls: TLSFiles | None 
     # Open (and seed) once in this process, so workers never race to create the schema.
     svc = open_service(_server_config(settings, demo))
     _say_how(settings, tls)
+    _check_connections(svc.store, settings)
     # uvicorn serves HTTPS when given the files (it re-reads them in each worker).
     options: dict[str, Any] = {
         "host": settings.host,
@@ -135,6 +137,28 @@ def serve(settings: ServerSettings, *, demo: bool = False, tls: TLSFiles | None 
     svc.store.dispose()
     with _multiprocess_metrics(), _handed_over(settings):
         uvicorn.run("kiosk.server.asgi:build", factory=True, workers=settings.workers, **options)
+
+
+HEADROOM = 5
+"""Connections left over for a backup, a `kiosk audit verify` and an admin's psql."""
+
+
+def _check_connections(store: Store, settings: ServerSettings) -> None:
+    """Warn when this server alone could want more connections than PostgreSQL gives: beyond
+    them every process of the plant is refused a new one, and requests fail (503) under load."""
+    allowed = store.connections_allowed()
+    wanted = settings.workers * settings.database_connections
+    if allowed is not None and wanted > allowed - HEADROOM:
+        log.warning(
+            "%d worker(s) x %d database connections could want %d, and PostgreSQL accepts %d "
+            "(max_connections less superuser_reserved_connections), %d of them to be left for "
+            "backups and psql: lower --database-connections or raise max_connections",
+            settings.workers,
+            settings.database_connections,
+            wanted,
+            allowed,
+            HEADROOM,
+        )
 
 
 def _say_how(settings: ServerSettings, tls: TLSFiles | None) -> None:

@@ -21,6 +21,10 @@ def default_server_config_file() -> Path:
     )
 
 
+DATABASE_CONNECTIONS = 10
+"""PostgreSQL connections one server process holds at most, unless set otherwise."""
+
+
 class ServerSettings(BaseModel):
     """What every server-side command (`kiosk serve`, `audit`, `import`, `station`, …) runs with."""
 
@@ -38,6 +42,11 @@ class ServerSettings(BaseModel):
     """TCP port of `kiosk serve`."""
     workers: int = Field(default=1, ge=1, le=64)
     """Server processes sharing the database (uvicorn workers)."""
+    database_connections: int = Field(default=DATABASE_CONNECTIONS, ge=1, le=1000)
+    """PostgreSQL connections each server process holds at most; a request waits up to 5 s for
+    one, then is answered 503 and the station retries. workers × this, summed over the plant's
+    server hosts, must stay below PostgreSQL's max_connections (100 unless raised), with room
+    left for backups and psql: `kiosk serve` warns when it does not."""
     tls_cert: Path | None = None
     """PEM certificate (chain) issued by the plant CA: with tls_key, `kiosk serve` speaks https."""
     tls_key: Path | None = None

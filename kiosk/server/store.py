@@ -21,6 +21,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 
 from kiosk.server import migrations, schema
+from kiosk.server.settings import DATABASE_CONNECTIONS
 
 
 class StoreError(Exception):
@@ -42,6 +43,8 @@ PENDING_AUDIT = "kiosk.pending_audit"
 _SCRATCH = "kiosk.scratch"
 BUSY_TIMEOUT_S = 30.0
 """How long a SQLite writer waits for its turn before the request fails."""
+CONNECTION_WAIT_S = 5.0
+"""How long a request waits for one of them before it is answered 503 (the station retries)."""
 
 
 def scratch(conn: Connection) -> dict[str, Any]:
@@ -173,9 +176,13 @@ def writing(engine: Engine) -> Any:
     return nullcontext() if lock is None else lock.held()
 
 
-def create_store_engine(url: str, *, create: bool = True) -> Engine:
+def create_store_engine(
+    url: str, *, create: bool = True, connections: int = DATABASE_CONNECTIONS
+) -> Engine:
     """An engine for `url`; with `create=False` a SQLite file that is not there is an error
-    (StoreError) rather than a new, empty database."""
+    (StoreError) rather than a new, empty database. On PostgreSQL it holds at most `connections`
+    connections, never more: the database server refuses any beyond its max_connections (100 by
+    default) to every process of the plant at once, so each process keeps to its share."""
     url = normalize_url(url)
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
@@ -190,7 +197,13 @@ def create_store_engine(url: str, *, create: bool = True) -> Engine:
         event.listen(engine, "connect", _sqlite_pragmas)
         event.listen(engine, "begin", _sqlite_begin)
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=30, pool_timeout=30)
+    return create_engine(
+        url,
+        pool_pre_ping=True,
+        pool_size=connections,
+        max_overflow=0,
+        pool_timeout=CONNECTION_WAIT_S,
+    )
 
 
 def require_sqlite_file(path: Path) -> None:
@@ -222,20 +235,39 @@ class Store:
         self.audit_key = audit_key
 
     @classmethod
-    def open(cls, url: str, *, create: bool = True, audit_key: bytes | None = None) -> Store:
+    def open(
+        cls,
+        url: str,
+        *,
+        create: bool = True,
+        audit_key: bytes | None = None,
+        connections: int = DATABASE_CONNECTIONS,
+    ) -> Store:
         """Open the database at `url`, creating the schema if it is empty.
 
         `audit_key` (from the plant secret) seals every audit record written through this store;
         without it the store can be read and verified, but appending to the audit trail fails.
         Raises SchemaTooNew / SchemaTooOld when the database is of another release.
         """
-        store = cls(create_store_engine(url, create=create), audit_key)
+        store = cls(create_store_engine(url, create=create, connections=connections), audit_key)
         try:
             store.check_schema(create=create)
         except OperationalError as exc:  # no such PostgreSQL database, no server, no access
             store.dispose()
             raise unreachable(url, exc) from None
         return store
+
+    def connections_allowed(self) -> int | None:
+        """How many connections PostgreSQL lets ordinary users open, all clients together
+        (max_connections less those kept for superusers); None on SQLite, which has no limit."""
+        if self.dialect != "postgresql":
+            return None
+        with self.read() as conn:
+            allowed = conn.exec_driver_sql(
+                "SELECT current_setting('max_connections')::int"
+                " - current_setting('superuser_reserved_connections')::int"
+            ).scalar_one()
+        return int(allowed)
 
     @property
     def dialect(self) -> str:
