@@ -6,11 +6,11 @@ keeps to its share of PostgreSQL's connections and warns when its settings would
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 import httpx
 import pytest
@@ -30,6 +30,15 @@ if TYPE_CHECKING:
     from tests.conftest import Plant
 
 STATIONS = 40
+Test = TypeVar("Test", bound=Callable[..., object])
+
+
+def on_postgresql(test: Test) -> Test:
+    """Only on PostgreSQL: its connections, and its going away, are what such a test is about."""
+    test = pytest.mark.skipif(PG_URL is None, reason="needs KIOSK_TEST_DATABASE_URL")(test)
+    test = pytest.mark.postgres(test)
+    marked: Test = pytest.mark.parametrize("plant", ["postgresql"], indirect=True)(test)
+    return marked
 
 
 @dataclass
@@ -56,9 +65,7 @@ def database_away(database_url: str) -> Iterator[None]:
             admin.execute(text(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true'))
 
 
-@pytest.mark.parametrize("plant", ["postgresql"], indirect=True)
-@pytest.mark.postgres
-@pytest.mark.skipif(PG_URL is None, reason="needs KIOSK_TEST_DATABASE_URL")
+@on_postgresql
 async def test_an_action_while_the_database_is_away_is_refused_503_then_applied_once(
     live_server: LiveServer, plant: Plant
 ) -> None:
@@ -133,9 +140,7 @@ def test_serve_refuses_no_database_connections_in_words(tmp_path: Path) -> None:
     assert "Traceback" not in done.stderr
 
 
-@pytest.mark.parametrize("plant", ["postgresql"], indirect=True)
-@pytest.mark.postgres
-@pytest.mark.skipif(PG_URL is None, reason="needs KIOSK_TEST_DATABASE_URL")
+@on_postgresql
 def test_serve_warns_when_its_workers_could_want_more_connections_than_postgres_gives(
     plant: Plant, tmp_path: Path
 ) -> None:
@@ -152,9 +157,7 @@ def test_serve_warns_when_its_workers_could_want_more_connections_than_postgres_
     assert "database connections could want" not in quiet
 
 
-@pytest.mark.parametrize("plant", ["postgresql"], indirect=True)
-@pytest.mark.postgres
-@pytest.mark.skipif(PG_URL is None, reason="needs KIOSK_TEST_DATABASE_URL")
+@on_postgresql
 def test_a_process_never_holds_more_connections_than_it_is_given(
     plant: Plant, tmp_path: Path
 ) -> None:
