@@ -31,8 +31,10 @@ from tests.station_helpers import type_in
 SQLITE = pytest.mark.parametrize("plant", ["sqlite"], indirect=True)
 """The board reads what any store gives; the live tests run on SQLite."""
 
-NOW = datetime(2026, 11, 26, 9, 30, tzinfo=UTC)
-"""Before the demo plant was seeded: the demo's own holds and NCRs are 0s old, whenever it was."""
+NOW = datetime.now(UTC).replace(hour=9, minute=30, second=0, microsecond=0) - timedelta(days=3)
+"""Before the demo plant was seeded: the demo's own holds and NCRs are 0s old, whenever it was.
+Three days back from today, as the demo's certifications are dated from today (a fixed day
+would, ten days on, be the day Ben's torque certification expires)."""
 STATIONS = ["ST-01", "ST-02", "ST-03", "ST-04", "ST-05"]
 
 

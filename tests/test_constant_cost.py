@@ -7,9 +7,10 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 from sqlalchemy import event, select
@@ -21,7 +22,7 @@ from kiosk.server import schema as t
 from kiosk.server.service import ExecutionService, Presented
 from kiosk.wire import ActionBatch, ItemKind, QueuedAction, RaiseAndon, RecordValue, Traveler
 from tests.conftest import Plant
-from tests.helpers import ServiceFloor, audit_count, new_key, step_of, values_of
+from tests.helpers import ServiceFloor, audit_count, new_key, station_ref, step_of, values_of
 
 
 @contextmanager
@@ -162,6 +163,36 @@ def test_a_delivered_batch_of_100_values_costs_one_commit(service: ExecutionServ
     assert service.traveler("TRV-LONG").steps[0].items[0].latest.value == "note 100"  # type: ignore[union-attr]
 
 
+@contextmanager
+def queued_behind_a_commit(
+    service: ExecutionService, deliveries: Sequence[Callable[[], None]]
+) -> Iterator[None]:
+    """`deliveries` started on threads of their own while another transaction has the group
+    commit's turn, and all of them queued behind it; that transaction commits as the block
+    ends, and the deliveries are waited for."""
+    first_in, release = threading.Event(), threading.Event()
+
+    def holding(conn: Any) -> str:
+        first_in.set()
+        release.wait(10)
+        return "first"
+
+    first = threading.Thread(target=service.group.run, args=(holding,))
+    first.start()
+    assert first_in.wait(10)
+    others = [threading.Thread(target=delivery) for delivery in deliveries]
+    for thread in others:
+        thread.start()
+    while len(service.group._queued) < len(deliveries):  # all wait behind the first transaction
+        time.sleep(0.01)
+    try:
+        yield
+    finally:
+        release.set()
+        for thread in [first, *others]:
+            thread.join(20)
+
+
 def test_batches_delivered_at_once_share_one_commit_and_a_failure_stays_its_own(
     service: ExecutionService,
 ) -> None:
@@ -170,13 +201,6 @@ def test_batches_delivered_at_once_share_one_commit_and_a_failure_stays_its_own(
     floor, trav = ana_on_a_long_traveler(service)
     item = step_of(trav, "10.1").items[0]
     token = service.local_station_token("DEMO-01", "ASSEMBLY")  # its token, as a request has it
-    first_in, release = threading.Event(), threading.Event()
-
-    def holding(conn: Any) -> str:
-        first_in.set()
-        release.wait(10)
-        return "first"
-
     answers: dict[str, Any] = {}
 
     def deliver(name: str, who: Any, seq: int) -> None:
@@ -185,23 +209,13 @@ def test_batches_delivered_at_once_share_one_commit_and_a_failure_stays_its_own(
         except Refusal as refusal:
             answers[name] = refusal
 
-    with commits(service) as seen:
-        first = threading.Thread(target=lambda: answers.update(first=service.group.run(holding)))
-        first.start()
-        assert first_in.wait(10)
-        others = [
-            threading.Thread(target=deliver, args=("a", floor.station, 1)),
-            threading.Thread(target=deliver, args=("b", Presented("not-a-station-token"), 3)),
-            threading.Thread(target=deliver, args=("c", Presented(token), 5)),
-        ]
-        for thread in others:
-            thread.start()
-        while len(service.group._queued) < 3:  # all three wait behind the first transaction
-            time.sleep(0.01)
-        release.set()
-        for thread in [first, *others]:
-            thread.join(20)
-    assert answers["first"] == "first"
+    deliveries = [
+        partial(deliver, "a", floor.station, 1),
+        partial(deliver, "b", Presented("not-a-station-token"), 3),
+        partial(deliver, "c", Presented(token), 5),
+    ]
+    with commits(service) as seen, queued_behind_a_commit(service, deliveries):
+        pass
     assert len(seen) == 2  # the first transaction, then one for the three behind it
     assert [o.status for o in answers["a"].outcomes] == [200, 200]
     assert [o.status for o in answers["c"].outcomes] == [200, 200]
@@ -338,3 +352,58 @@ def test_a_value_behind_a_stop_in_the_same_batch_meets_the_hold(service: Executi
     assert [o.status for o in outcomes][:2] == [200, 200]
     assert outcomes[2].problem is not None and "hold" in outcomes[2].problem.detail.lower()
     assert values_of(service, step.items[0].id) == ["note 1"]
+
+
+
+def three_on_three_travelers(service: ExecutionService) -> list[tuple[str, ActionBatch]]:
+    """Ana, Ben and Ivy, each at a station of their own, each on step 10.1 of a one-step traveler
+    of their own: each station's token, and a value on that step as the station delivers it."""
+    spec = {
+        "number": "WO-ABC", "part_number": "ABC-1", "part_name": "Three parts", "quantity": 3,
+        "travelers": [{"number": n} for n in ("TRV-A", "TRV-B", "TRV-C")],
+        "routing": [{"number": "10", "name": "All", "work_center": "ASSEMBLY", "steps": [
+            {"number": "10.1", "title": "Note", "instructions": "Note it.", "items": [NOTE]}]}],
+    }  # fmt: skip
+    with service.store.begin() as conn:
+        erp.load(conn, erp.PlantImport.model_validate({"work_orders": [spec]}))
+    found = []
+    for n, who in enumerate(["ana", "ben", "ivy"]):
+        token = service.local_station_token(f"ST-0{n + 1}", "ASSEMBLY")
+        floor = ServiceFloor(service, station_ref(service, f"ST-0{n + 1}"))
+        trav = floor.do(floor.start(who, service.traveler(f"TRV-{'ABC'[n]}"), "10.1")).traveler
+        value = RecordValue(
+            actor_id=floor.ids[who],
+            traveler=trav.number,
+            item_id=step_of(trav, "10.1").items[0].id,
+            value=f"by {who}",
+            station_time=datetime.now(UTC),
+        )
+        queued = QueuedAction(key=new_key(), station_seq=1, action=floor.proven(value))
+        found.append((token, ActionBatch(actions=(queued,))))
+    return found
+
+
+def test_deliveries_that_arrive_together_read_stations_sessions_and_travelers_once(
+    service: ExecutionService,
+) -> None:
+    """Three stations' values, queued while another delivery commits, go in one transaction:
+    it reads the three stations (by token), the three people's sessions and the three
+    travelers in one statement each, not one each for every delivery, and applies all three."""
+    three = three_on_three_travelers(service)
+    answers: dict[str, Any] = {}
+
+    def deliver(token: str, batch: ActionBatch) -> None:
+        answers[batch.actions[0].action.traveler] = service.perform_batch(Presented(token), batch)
+
+    with statements(service) as seen, queued_behind_a_commit(
+        service, [partial(deliver, *pair) for pair in three]
+    ):
+        pass
+    for number in ("TRV-A", "TRV-B", "TRV-C"):
+        assert [o.status for o in answers[number].outcomes] == [200]
+        assert service.traveler(number).steps[0].items[0].latest is not None
+    reads = [s for s in seen if s.startswith("SELECT")]
+    assert len([s for s in reads if "FROM stations" in s]) == 1
+    assert len([s for s in reads if "FROM person_sessions" in s]) == 1
+    assert len([s for s in reads if s.startswith("SELECT travelers.")]) == 1
+    assert len([s for s in reads if s.startswith("SELECT steps.")]) == 3  # a step each

@@ -15,6 +15,10 @@ its own job (answered, or its turn), not every waiting thread at every commit.
 The group runs first without savepoints, as nearly every group succeeds whole. If anything fails
 in it (a refused action, a refused token, a bug), all of it is rolled back and run again with a
 savepoint for each job and each action, so that what failed rolls back alone.
+
+A job may say what it will read first (its `needs`): the first run reads that for the whole
+group before any job runs (`read_ahead`, kiosk.server.read_ahead), in a few statements instead of
+a few for each job.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ import contextvars
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from sqlalchemy import Connection
 from sqlalchemy.exc import IntegrityError
@@ -41,6 +45,7 @@ that grew without bound would hold its answers back for as long."""
 @dataclass(eq=False)
 class _Job(Generic[T]):
     work: Callable[[Connection], T]
+    needs: Any = None
     context: contextvars.Context = field(default_factory=contextvars.copy_context)
     done: bool = False
     value: T | None = None
@@ -52,18 +57,25 @@ class _Job(Generic[T]):
 class GroupCommit:
     """One write transaction for the jobs that arrive while the last one commits."""
 
-    def __init__(self, store: Store, most: int = MOST_JOBS) -> None:
+    def __init__(
+        self,
+        store: Store,
+        most: int = MOST_JOBS,
+        read_ahead: Callable[[Connection, list[Any]], None] | None = None,
+    ) -> None:
         self.store = store
         self.most = most
+        self.read_ahead = read_ahead
         self._lock = threading.Lock()
         self._queued: list[_Job[object]] = []
         self._leading = False
         """A group is committing, or the turn was handed on: whoever queues now waits."""
 
-    def run(self, work: Callable[[Connection], T]) -> T:
+    def run(self, work: Callable[[Connection], T], needs: Any = None) -> T:
         """`work(conn)` inside a shared write transaction; its answer once that has committed.
-        Whatever `work` raises is raised here, after what it changed was rolled back."""
-        job: _Job[T] = _Job(work)
+        Whatever `work` raises is raised here, after what it changed was rolled back. `needs`:
+        what `work` reads first, for `read_ahead` to read with the group's others."""
+        job: _Job[T] = _Job(work, needs)
         with self._lock:
             self._queued.append(job)  # type: ignore[arg-type]
             waits, self._leading = self._leading, True
@@ -117,6 +129,8 @@ class GroupCommit:
             pending = conn.info[PENDING_AUDIT]
             pending.holds_answers = True  # a conflict is met by the run again
             pending.without_savepoints = not careful
+            if not careful and self.read_ahead is not None:
+                self.read_ahead(conn, [job.needs for job in jobs if job.needs is not None])
             if len(jobs) == 1:  # alone: its own transaction is its savepoint
                 jobs[0].value = jobs[0].context.run(jobs[0].work, conn)
             else:

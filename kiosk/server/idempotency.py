@@ -22,7 +22,7 @@ from kiosk.rules import Refusal
 from kiosk.server import audit
 from kiosk.server import schema as t
 from kiosk.server.domain import StationRef
-from kiosk.server.store import PENDING_AUDIT
+from kiosk.server.store import PENDING_AUDIT, scratch
 from kiosk.wire import ActionOutcome, Person, Problem, WireModel
 
 
@@ -71,10 +71,13 @@ _ANSWER = select(t.idempotency).where(
     t.idempotency.c.station_id == bindparam("station"), t.idempotency.c.key == bindparam("key")
 )
 _REMEMBER = insert(t.idempotency)
-# The station whose token a batch came with, and the answers it was given for the batch's keys:
-# one read where there would be two.
-_STATION_AND_ANSWERS = (
+STATIONS_AHEAD = "stations"
+"""Where a transaction keeps the stations and answers read ahead for its deliveries."""
+# The stations whose tokens deliveries came with, and the answers they were given for the
+# deliveries' keys: one read where there would be two for each delivery (kiosk.server.read_ahead).
+_STATIONS_AND_ANSWERS = (
     select(
+        t.stations.c.token_sha256.label("station_ref_digest"),
         t.stations.c.id.label("station_ref_id"),
         t.stations.c.name.label("station_ref_name"),
         t.stations.c.work_center.label("station_ref_work_center"),
@@ -89,23 +92,41 @@ _STATION_AND_ANSWERS = (
             ),
         )
     )
-    .where(t.stations.c.token_sha256 == bindparam("digest"), t.stations.c.revoked == false())
+    .where(
+        t.stations.c.token_sha256.in_(bindparam("digests", expanding=True)),
+        t.stations.c.revoked == false(),
+    )
 )
 
+StationAnswers = tuple[StationRef | None, dict[str, Any]]
+"""The enrolled station with a token (None: no such station), and its stored answers by key."""
 
-def station_and_answers(
-    conn: Connection, digest: str, keys: list[str]
-) -> tuple[StationRef | None, dict[str, Any]]:
-    """The enrolled station with the token of this digest (None: no such station) and the stored
-    answers of `keys` there, as `prefetch` gives them."""
-    rows = conn.execute(_STATION_AND_ANSWERS, {"digest": digest, "keys": keys}).all()
-    if not rows:
-        return None, {}
-    first = rows[0]
-    station = StationRef(
-        first.station_ref_id, first.station_ref_name, first.station_ref_work_center
-    )
-    return station, {row.key: row for row in rows if row.key is not None}
+
+def stations_and_answers(
+    conn: Connection, digests: list[str], keys: list[str]
+) -> dict[str, StationAnswers]:
+    """For each token digest, its station and the stored answers of `keys` there, as
+    `prefetch` gives them; a digest of no enrolled station has (None, {})."""
+    found: dict[str, StationAnswers] = {digest: (None, {}) for digest in digests}
+    for row in conn.execute(_STATIONS_AND_ANSWERS, {"digests": digests, "keys": keys}):
+        station, known = found[row.station_ref_digest]
+        if station is None:
+            station = StationRef(
+                row.station_ref_id, row.station_ref_name, row.station_ref_work_center
+            )
+            found[row.station_ref_digest] = station, known
+        if row.key is not None:
+            known[row.key] = row
+    return found
+
+
+def station_and_answers(conn: Connection, digest: str, keys: list[str]) -> StationAnswers:
+    """The station with the token of this digest and its stored answers of `keys`: read ahead
+    with the group's others (kiosk.server.read_ahead), or read now."""
+    ahead: dict[str, StationAnswers] = scratch(conn).get(STATIONS_AHEAD, {})
+    if digest in ahead:
+        return ahead[digest]
+    return stations_and_answers(conn, [digest], keys)[digest]
 
 
 def prefetch(conn: Connection, station: StationRef, keys: list[str]) -> dict[str, Any]:

@@ -62,6 +62,14 @@ def traveler_row(conn: Connection, action: Action) -> RowMapping:
     return kept.rows[action.traveler]
 
 
+def read_ahead(conn: Connection, numbers: list[str]) -> None:
+    """Keep the rows of the travelers that a group's values are on, read in one statement
+    (kiosk.server.read_ahead): where a transaction keeps rows, as `traveler_row` would."""
+    if audit.all_or_nothing(conn) and numbers:
+        kept: _Kept = scratch(conn).setdefault("kept", _Kept())
+        kept.rows.update(views.traveler_rows_locked(conn, numbers))
+
+
 def rules_view(conn: Connection, row: RowMapping, action: Action) -> Traveler:
     """The traveler as the action's rules see it (`views.for_action`); for a value on the same
     step as the value before it, the view that value left."""

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Connection, Table, bindparam, delete, insert, select, update
@@ -199,24 +199,44 @@ def end_sessions(
     )
 
 
-# The session and its person in one read: every action a station sends names both.
-_SESSION_PERSON = (
+# Sessions, their people and their certifications in one read (a row for each certification):
+# every action a station sends names its session, and its rules need the certifications.
+_SESSIONS_PEOPLE = (
     select(
+        t.person_sessions.c.token_sha256,
         t.person_sessions.c.station_id,
         t.person_sessions.c.user_id,
         t.person_sessions.c.expires_at,
         t.person_sessions.c.ended_at,
         t.users,
+        t.certifications.c.operation.label("cert_operation"),
+        t.certifications.c.expires.label("cert_expires"),
     )
     .join(t.users, t.users.c.id == t.person_sessions.c.user_id)
-    .where(t.person_sessions.c.token_sha256 == bindparam("digest"))
+    .outerjoin(t.certifications, t.certifications.c.user_id == t.users.c.id)
+    .where(t.person_sessions.c.token_sha256.in_(bindparam("digests", expanding=True)))
+    .order_by(t.certifications.c.operation)
 )
+SESSIONS_AHEAD = "session_rows"
+"""Where a transaction keeps the sessions read ahead for its deliveries (kiosk.server.read_ahead)."""
+
+
+def sessions_rows(conn: Connection, digests: list[str]) -> dict[str, list[Any]]:
+    """Each session token digest's rows: its person once for each certification (once if none);
+    no rows, no such session."""
+    found: dict[str, list[Any]] = {digest: [] for digest in digests}
+    for row in conn.execute(_SESSIONS_PEOPLE, {"digests": digests}):
+        found[row.token_sha256].append(row)
+    return found
 
 
 def _session_person(
     conn: Connection, station: StationRef, token: str, actor_id: int, now: datetime
 ) -> Person | Refusal:
-    row = conn.execute(_SESSION_PERSON, {"digest": token_digest(token)}).one_or_none()
+    digest = token_digest(token)
+    ahead: dict[str, list[Any]] = scratch(conn).get(SESSIONS_AHEAD, {})
+    rows = ahead[digest] if digest in ahead else sessions_rows(conn, [digest])[digest]
+    row = rows[0] if rows else None
     if row is None or row.station_id != station.id or row.user_id != actor_id:
         return Refusal(
             "session_invalid",
@@ -230,7 +250,8 @@ def _session_person(
             "server; sign in and do it again.",
             403,
         )
-    return _active(conn, row, row.user_id)
+    certs = [(r.cert_operation, r.cert_expires) for r in rows if r.cert_operation is not None]
+    return _active(conn, row, row.user_id, certs)
 
 
 def prove_actor(
@@ -270,12 +291,14 @@ def active_person(conn: Connection, user_id: int) -> Person:
     return _active(conn, row, user_id)
 
 
-def _active(conn: Connection, row: Any, user_id: int) -> Person:
+def _active(
+    conn: Connection, row: Any, user_id: int, certs: list[tuple[str, date]] | None = None
+) -> Person:
     if row is None or not row.active:
         raise Refusal("person_unknown", f"No active person with id {user_id}.", 403)
     if row.locked:
         raise Refusal("person_locked", f"{row.name} is locked; a supervisor must unlock.", 403)
-    return views.person_of(conn, row)
+    return views.person_of(conn, row, certs)
 
 
 # --- badge + PIN -------------------------------------------------------------------------------------

@@ -19,7 +19,7 @@ from sqlalchemy import Connection, bindparam, delete, false, insert, select, upd
 
 from kiosk import rules
 from kiosk.rules import Refusal
-from kiosk.server import audit, domain, fleet, idempotency, people, quality, views
+from kiosk.server import audit, domain, fleet, idempotency, people, quality, read_ahead, views
 from kiosk.server import schema as t
 from kiosk.server.files import FileStore
 from kiosk.server.group_commit import GroupCommit
@@ -102,7 +102,7 @@ class ExecutionService:
         self.witness = witness
         """Where each signed checkpoint is also written, outside the database."""
         self._files = files
-        self.group = GroupCommit(store)
+        self.group = GroupCommit(store, read_ahead=read_ahead.read_ahead)
 
     @property
     def files(self) -> FileStore:
@@ -420,7 +420,8 @@ class ExecutionService:
             return BatchResult(outcomes=outcomes)
 
         # Batches delivered by other stations at the same moment share the transaction.
-        return self.group.run(deliver)
+        token = who.token if isinstance(who, Presented) else None
+        return self.group.run(deliver, read_ahead.needs_of(token, batch))
 
     def _perform(
         self,

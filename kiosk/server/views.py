@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import date
 from functools import partial
 from typing import Any
 from weakref import WeakKeyDictionary
@@ -76,13 +78,17 @@ _CERTIFICATIONS = (
 )
 
 
-def person_of(conn: Connection, row: RowMapping | Any) -> Person:
-    """The person with their certifications: what the rules of an action they take need."""
+def person_of(
+    conn: Connection, row: RowMapping | Any, certs: Sequence[tuple[str, date]] | None = None
+) -> Person:
+    """The person with their certifications: what the rules of an action they take need.
+    `certs`, (operation, expires) in operation order, where the caller read them with the row."""
     person = person_from_row(row)
-    certs = conn.execute(_CERTIFICATIONS, {"user": row.id}).all()
+    if certs is None:
+        certs = [(c.operation, c.expires) for c in conn.execute(_CERTIFICATIONS, {"user": row.id})]
     if not certs:
         return person
-    held = tuple(Certification(operation=c.operation, expires=c.expires) for c in certs)
+    held = tuple(Certification(operation=op, expires=expires) for op, expires in certs)
     return person.model_copy(update={"certifications": held})
 
 
@@ -160,7 +166,7 @@ _HAS_DEVIATION = (
     .correlate(t.travelers, t.work_orders)
 )
 # The traveler with its work order and its hold (if any) in one read.
-_TRAVELER = (
+_TRAVELER_ROWS = (
     select(
         t.travelers,
         t.work_orders.c.number.label("wo_number"),
@@ -180,10 +186,16 @@ _TRAVELER = (
     .outerjoin(_HOLD_NCR, _HOLD_NCR.c.id == _HELD.c.ncr_id)
     .outerjoin(t.asset_tasks, t.asset_tasks.c.traveler_id == t.travelers.c.id)
     .outerjoin(t.assets, t.assets.c.id == t.asset_tasks.c.asset_id)
-    .where(t.travelers.c.number == bindparam("number"))
 )
+_TRAVELER = _TRAVELER_ROWS.where(t.travelers.c.number == bindparam("number"))
 # Serialises actions on one traveler across server processes (PostgreSQL row lock).
 _TRAVELER_LOCKED = _TRAVELER.with_for_update(of=t.travelers)
+# Several, locked in one order whoever asks, so two groups never wait on each other's.
+_TRAVELERS_LOCKED = (
+    _TRAVELER_ROWS.where(t.travelers.c.number.in_(bindparam("numbers", expanding=True)))
+    .order_by(t.travelers.c.id)
+    .with_for_update(of=t.travelers)
+)
 
 
 def traveler_row(conn: Connection, number: str, *, lock: bool = False) -> RowMapping:
@@ -193,6 +205,12 @@ def traveler_row(conn: Connection, number: str, *, lock: bool = False) -> RowMap
     if row is None:
         raise NotFound(f"Traveler {number}")
     return row
+
+
+def traveler_rows_locked(conn: Connection, numbers: list[str]) -> dict[str, RowMapping]:
+    """The rows of the travelers of these numbers that exist, as `traveler_row` gives one."""
+    rows = conn.execute(_TRAVELERS_LOCKED, {"numbers": numbers}).mappings()
+    return {row["number"]: row for row in rows}
 
 
 def for_action(conn: Connection, trav: RowMapping, action: Action) -> Traveler:

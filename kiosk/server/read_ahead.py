@@ -1,0 +1,63 @@
+"""What the deliveries of one group will read first, read for all of them at once.
+
+Each delivery in a group (kiosk.server.group_commit) starts by reading its station by the token
+it came with and the answers already given for its keys, then each of its actions' person
+session, and then, for a value, the row of its traveler. That is three statements a delivery,
+run one after another on the group's one connection: most of a value's statements. Read ahead,
+they are three a group. They are read in the same transaction, before anything of the group is
+written, and left where the delivery looks first (the transaction's scratch). Nothing read
+ahead is changed by a delivery of the group: sessions and stations change only in transactions
+of their own (badge in, sign out, revoke), an answer given in the group is found among the
+transaction's own answers first, and a kept traveler row is given up as soon as an action that
+may change it runs (kiosk.server.kept).
+
+Only the first run of a group reads ahead: it keeps nothing where a savepoint may roll back.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import Connection
+
+from kiosk.server import idempotency, kept, people
+from kiosk.server.security import token_digest
+from kiosk.server.store import scratch
+from kiosk.wire import ActionBatch
+
+
+@dataclass(frozen=True)
+class Needs:
+    """What one delivery will read first."""
+
+    station: str | None
+    """The digest of the station token it came with (None: its station is known already)."""
+    keys: tuple[str, ...]
+    sessions: tuple[str, ...]
+    """The digests of its actions' person sessions."""
+    travelers: tuple[str, ...]
+    """The travelers it records values on."""
+
+
+def needs_of(token: str | None, batch: ActionBatch) -> Needs:
+    actions = [q.action for q in batch.actions]
+    return Needs(
+        station=token_digest(token) if token else None,
+        keys=tuple(q.key for q in batch.actions),
+        sessions=tuple({token_digest(a.session) for a in actions if a.session is not None}),
+        travelers=tuple({a.traveler for a in actions if a.kind in kept.KEEPING}),
+    )
+
+
+def read_ahead(conn: Connection, group: list[Needs]) -> None:
+    """Read what the group's deliveries will need, three statements in all, and keep it in the
+    transaction for them."""
+    stations = sorted({n.station for n in group if n.station is not None})
+    if stations:
+        keys = sorted({key for n in group if n.station is not None for key in n.keys})
+        found = idempotency.stations_and_answers(conn, stations, keys)
+        scratch(conn)[idempotency.STATIONS_AHEAD] = found
+    sessions = sorted({digest for n in group for digest in n.sessions})
+    if sessions:
+        scratch(conn)[people.SESSIONS_AHEAD] = people.sessions_rows(conn, sessions)
+    kept.read_ahead(conn, sorted({number for n in group for number in n.travelers}))
