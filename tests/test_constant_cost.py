@@ -20,7 +20,15 @@ from kiosk.rules import Refusal
 from kiosk.server import erp
 from kiosk.server import schema as t
 from kiosk.server.service import ExecutionService, Presented
-from kiosk.wire import ActionBatch, ItemKind, QueuedAction, RaiseAndon, RecordValue, Traveler
+from kiosk.wire import (
+    ActionBatch,
+    ItemKind,
+    QueuedAction,
+    RaiseAndon,
+    RecordValue,
+    SignOut,
+    Traveler,
+)
 from tests.conftest import Plant
 from tests.helpers import ServiceFloor, audit_count, new_key, station_ref, step_of, values_of
 
@@ -407,3 +415,29 @@ def test_deliveries_that_arrive_together_read_stations_sessions_and_travelers_on
     assert len([s for s in reads if "FROM person_sessions" in s]) == 1
     assert len([s for s in reads if s.startswith("SELECT travelers.")]) == 1
     assert len([s for s in reads if s.startswith("SELECT steps.")]) == 3  # a step each
+
+
+def test_a_session_ended_before_the_group_is_refused_there_and_the_others_are_applied(
+    service: ExecutionService,
+) -> None:
+    """Ben signed out at his station before his queued value reached the server: read ahead
+    with the others' sessions, his still counts as ended. His value is refused, and the two
+    values beside it in the group are applied."""
+    (ana, ben, ivy) = three_on_three_travelers(service)
+    session = ben[1].actions[0].action.session
+    assert session is not None
+    assert service.logout(station_ref(service, "ST-02"), SignOut(session=session)) == 1
+    answers: dict[str, Any] = {}
+
+    def deliver(token: str, batch: ActionBatch) -> None:
+        answers[batch.actions[0].action.traveler] = service.perform_batch(Presented(token), batch)
+
+    with queued_behind_a_commit(service, [partial(deliver, *pair) for pair in (ana, ben, ivy)]):
+        pass
+    (refused,) = answers["TRV-B"].outcomes
+    assert refused.status == 403 and refused.problem is not None
+    assert refused.problem.rule == "session_ended"
+    assert service.traveler("TRV-B").steps[0].items[0].latest is None
+    for number in ("TRV-A", "TRV-C"):
+        assert [o.status for o in answers[number].outcomes] == [200]
+        assert service.traveler(number).steps[0].items[0].latest is not None
