@@ -71,7 +71,7 @@ _ANSWER = select(t.idempotency).where(
     t.idempotency.c.station_id == bindparam("station"), t.idempotency.c.key == bindparam("key")
 )
 _REMEMBER = insert(t.idempotency)
-STATIONS_AHEAD = "stations"
+_AHEAD = "stations"
 """Where a transaction keeps the stations and answers read ahead for its deliveries."""
 # The stations whose tokens deliveries came with, and the answers they were given for the
 # deliveries' keys: one read where there would be two for each delivery (kiosk.server.read_ahead).
@@ -120,10 +120,17 @@ def stations_and_answers(
     return found
 
 
+def read_ahead(conn: Connection, digests: list[str], keys: list[str]) -> None:
+    """Read the stations of these token digests and their answers of `keys` for the group's
+    deliveries (kiosk.server.read_ahead), and keep them in the transaction for
+    `station_and_answers`."""
+    scratch(conn)[_AHEAD] = stations_and_answers(conn, digests, keys)
+
+
 def station_and_answers(conn: Connection, digest: str, keys: list[str]) -> StationAnswers:
     """The station with the token of this digest and its stored answers of `keys`: read ahead
-    with the group's others (kiosk.server.read_ahead), or read now."""
-    ahead: dict[str, StationAnswers] = scratch(conn).get(STATIONS_AHEAD, {})
+    with the group's others, or read now."""
+    ahead: dict[str, StationAnswers] = scratch(conn).get(_AHEAD, {})
     if digest in ahead:
         return ahead[digest]
     return stations_and_answers(conn, [digest], keys)[digest]

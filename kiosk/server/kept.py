@@ -42,9 +42,15 @@ class _Kept:
     views: dict[str, _StepView] = field(default_factory=dict)
 
 
+def _in(conn: Connection) -> _Kept:
+    """What this transaction keeps."""
+    kept: _Kept = scratch(conn).setdefault("kept", _Kept())
+    return kept
+
+
 def _kept(conn: Connection, action: Action) -> _Kept | None:
     """What this transaction keeps for `action`, or None: then nothing is kept any more."""
-    kept: _Kept = scratch(conn).setdefault("kept", _Kept())
+    kept = _in(conn)
     if audit.all_or_nothing(conn) and action.kind in KEEPING:
         return kept
     kept.rows.clear()
@@ -66,8 +72,7 @@ def read_ahead(conn: Connection, numbers: list[str]) -> None:
     """Keep the rows of the travelers that a group's values are on, read in one statement
     (kiosk.server.read_ahead): where a transaction keeps rows, as `traveler_row` would."""
     if audit.all_or_nothing(conn) and numbers:
-        kept: _Kept = scratch(conn).setdefault("kept", _Kept())
-        kept.rows.update(views.traveler_rows_locked(conn, numbers))
+        _in(conn).rows.update(views.traveler_rows_locked(conn, numbers))
 
 
 def rules_view(conn: Connection, row: RowMapping, action: Action) -> Traveler:

@@ -217,8 +217,8 @@ _SESSIONS_PEOPLE = (
     .where(t.person_sessions.c.token_sha256.in_(bindparam("digests", expanding=True)))
     .order_by(t.certifications.c.operation)
 )
-SESSIONS_AHEAD = "session_rows"
-"""Where a transaction keeps the sessions read ahead for its deliveries (kiosk.server.read_ahead)."""
+_AHEAD = "session_rows"
+"""Where a transaction keeps the sessions read ahead for its deliveries."""
 
 
 def sessions_rows(conn: Connection, digests: list[str]) -> dict[str, list[Any]]:
@@ -230,11 +230,17 @@ def sessions_rows(conn: Connection, digests: list[str]) -> dict[str, list[Any]]:
     return found
 
 
+def read_ahead(conn: Connection, digests: list[str]) -> None:
+    """Read the sessions of these token digests for the group's deliveries
+    (kiosk.server.read_ahead), and keep them in the transaction for `_session_person`."""
+    scratch(conn)[_AHEAD] = sessions_rows(conn, digests)
+
+
 def _session_person(
     conn: Connection, station: StationRef, token: str, actor_id: int, now: datetime
 ) -> Person | Refusal:
     digest = token_digest(token)
-    ahead: dict[str, list[Any]] = scratch(conn).get(SESSIONS_AHEAD, {})
+    ahead: dict[str, list[Any]] = scratch(conn).get(_AHEAD, {})
     rows = ahead[digest] if digest in ahead else sessions_rows(conn, [digest])[digest]
     row = rows[0] if rows else None
     if row is None or row.station_id != station.id or row.user_id != actor_id:

@@ -22,7 +22,6 @@ from sqlalchemy import Connection
 
 from kiosk.server import idempotency, kept, people
 from kiosk.server.security import token_digest
-from kiosk.server.store import scratch
 from kiosk.wire import ActionBatch
 
 
@@ -55,9 +54,8 @@ def read_ahead(conn: Connection, group: list[Needs]) -> None:
     stations = sorted({n.station for n in group if n.station is not None})
     if stations:
         keys = sorted({key for n in group if n.station is not None for key in n.keys})
-        found = idempotency.stations_and_answers(conn, stations, keys)
-        scratch(conn)[idempotency.STATIONS_AHEAD] = found
+        idempotency.read_ahead(conn, stations, keys)
     sessions = sorted({digest for n in group for digest in n.sessions})
     if sessions:
-        scratch(conn)[people.SESSIONS_AHEAD] = people.sessions_rows(conn, sessions)
+        people.read_ahead(conn, sessions)
     kept.read_ahead(conn, sorted({number for n in group for number in n.travelers}))
