@@ -68,11 +68,19 @@ def traveler_row(conn: Connection, action: Action) -> RowMapping:
     return kept.rows[action.traveler]
 
 
-def read_ahead(conn: Connection, numbers: list[str]) -> None:
-    """Keep the rows of the travelers that a group's values are on, read in one statement
-    (kiosk.server.read_ahead): where a transaction keeps rows, as `traveler_row` would."""
-    if audit.all_or_nothing(conn) and numbers:
-        _in(conn).rows.update(views.traveler_rows_locked(conn, numbers))
+def read_ahead(conn: Connection, numbers: list[str], values: dict[str, int]) -> None:
+    """Keep the rows of the travelers that a group's values are on, read in one statement, and
+    the view of each traveler's first value (`values`: its item), in one more (kiosk.server.
+    read_ahead): where a transaction keeps them, as `traveler_row` and `rules_view` would."""
+    if not (audit.all_or_nothing(conn) and numbers):
+        return
+    kept = _in(conn)
+    kept.rows.update(views.traveler_rows_locked(conn, numbers))
+    rows = {number: kept.rows[number] for number in values if number in kept.rows}
+    for number, view in views.for_values(conn, rows, values).items():
+        step_id = _step_of(view, values[number])
+        assert step_id is not None  # for_values gives only the views holding their item
+        kept.views[number] = _StepView(step_id, view)
 
 
 def rules_view(conn: Connection, row: RowMapping, action: Action) -> Traveler:
@@ -96,16 +104,18 @@ def value_recorded(
     conn: Connection, traveler: str, item_id: int, latest: RecordedValue | None, failed: bool
 ) -> None:
     """Bring the kept view of `traveler` up to date with a value on `item_id`: its item's latest
-    and whether any value failed. `latest` None: the value changed more than its item, and the
-    view is dropped."""
+    and whether any value failed. `latest` None: the value changed more than its item, and every
+    view is dropped: a tool's use, a lot's consumption or a deviation's claim may change what
+    another traveler's view holds (the last of a deviation's quantity)."""
     kept: _Kept | None = scratch(conn).get("kept")
-    found = None if kept is None else kept.views.get(traveler)
-    if kept is None or found is None:
+    if kept is None:
         return
     if latest is None:
-        del kept.views[traveler]
+        kept.views.clear()
         return
-    found.traveler = rules.with_latest(found.traveler, item_id, latest, failed)
+    found = kept.views.get(traveler)
+    if found is not None:
+        found.traveler = rules.with_latest(found.traveler, item_id, latest, failed)
 
 
 def _step_of(view: Traveler, item_id: int | None) -> int | None:

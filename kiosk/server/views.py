@@ -223,6 +223,31 @@ def for_action(conn: Connection, trav: RowMapping, action: Action) -> Traveler:
     return _build(conn, trav, _wanted_steps(action))
 
 
+def for_values(
+    conn: Connection, rows: dict[str, RowMapping], items: dict[str, int]
+) -> dict[str, Traveler]:
+    """For each traveler of `rows`, the view `for_action` gives a value on its item in `items`:
+    the steps of all of them in one read (a group's values, kiosk.server.read_ahead). A traveler
+    whose item is not one of its own is left out: its value reads for itself, and is refused."""
+    currents = [r["current_step_id"] for r in rows.values() if r["current_step_id"] is not None]
+    given = {"travelers": [r["id"] for r in rows.values()], "items": list(items.values())}
+    read: dict[int, list[Any]] = defaultdict(list)
+    for r in conn.execute(_STEPS_OF_ITEMS, {**given, "currents": currents}):
+        read[r.traveler_id].append(r)
+    found = {}
+    for number, trav in rows.items():
+        mine = read[trav["id"]]
+        target = next((r for r in mine if r.i_id == items[number]), None)
+        if target is None:
+            continue
+        wanted = {target.id, trav["current_step_id"]}
+        mine = [r for r in mine if r.id in wanted and r.seq <= target.seq]
+        steps = list({r.id: r for r in mine}.values())
+        item_rows = [_Prefixed(r, "i_") for r in mine if r.i_id is not None]
+        found[number] = _assemble(conn, trav, steps, item_rows, floor=False, documents_too=False)
+    return found
+
+
 @dataclass(frozen=True)
 class Prepared:
     """A steps query built once, and what to run it with (besides the traveler's id)."""
@@ -328,14 +353,17 @@ def _steps_select() -> Any:
     ).join(t.operations, op.id == t.steps.c.operation_id)
 
 
-def _steps_query(where: Any) -> Any:
+def _steps_query(where: Any, travelers: Any = None) -> Any:
     """An action's steps each with its items and their latest values, `i_` before each item
-    column: one read where there were two (each read is a round trip, 0.2 ms on PostgreSQL)."""
+    column: one read where there were two (each read is a round trip, 0.2 ms on PostgreSQL).
+    `travelers`: whose steps (default: the one traveler bound as `traveler`)."""
+    if travelers is None:
+        travelers = t.steps.c.traveler_id == bindparam("traveler")
     items = (c.label(f"i_{c.name}") for c in (*t.data_items.c, *_LATEST_COLUMNS))
     with_items = _steps_select().add_columns(*items)
     return (
         _with_latest(with_items.outerjoin(t.data_items, t.data_items.c.step_id == t.steps.c.id))
-        .where(t.steps.c.traveler_id == bindparam("traveler"), where)
+        .where(travelers, where)
         .order_by(t.steps.c.seq, t.data_items.c.seq)
     )
 
@@ -344,6 +372,17 @@ def _steps_query(where: Any) -> Any:
 _STEPS_OF_ITEM = _steps_query(_action_steps(by_item=True))
 _STEPS_OF_STEP = _steps_query(_action_steps(by_item=False))
 _NO_STEPS = _steps_query(false())
+# The steps of several travelers' items and their current steps, each traveler's sorted out
+# in Python (for_values): one condition that said which of them each wants took longer to run.
+_STEPS_OF_ITEMS = _steps_query(
+    t.steps.c.id.in_(
+        select(t.data_items.c.step_id).where(
+            t.data_items.c.id.in_(bindparam("items", expanding=True))
+        )
+    )
+    | t.steps.c.id.in_(bindparam("currents", expanding=True)),
+    t.steps.c.traveler_id.in_(bindparam("travelers", expanding=True)),
+)
 
 
 def recorded_value(row: Any, names: NameLookup, corrects: str | None = None) -> RecordedValue:
@@ -428,12 +467,25 @@ def _seq_of(conn: Connection, traveler_id: int, number: str | None) -> int | Non
 
 def _build(conn: Connection, trav: RowMapping, steps: Any) -> Traveler:
     """The traveler from its row; only the steps matching `steps` (a condition), if given."""
-    names = NameLookup(conn)
-    floor = not isinstance(steps, Prepared) or steps.floor
-    ncr_list = _ncrs(conn, trav["id"], names) if trav["has_ncr"] else []
     step_rows, item_rows = _step_rows(conn, trav, steps)
+    floor = not isinstance(steps, Prepared) or steps.floor
     docs = not isinstance(steps, Prepared) or steps.documents
-    steps_ = _steps(conn, step_rows, names, ncr_list, item_rows, documents_too=docs)
+    return _assemble(conn, trav, step_rows, item_rows, floor=floor, documents_too=docs)
+
+
+def _assemble(
+    conn: Connection,
+    trav: RowMapping,
+    step_rows: list[Any],
+    item_rows: list[Any] | None,
+    *,
+    floor: bool,
+    documents_too: bool,
+) -> Traveler:
+    """The traveler from its row and its steps' rows (`_steps`)."""
+    names = NameLookup(conn)
+    ncr_list = _ncrs(conn, trav["id"], names) if trav["has_ncr"] else []
+    steps_ = _steps(conn, step_rows, names, ncr_list, item_rows, documents_too=documents_too)
     hold = andon.marked(conn, _active_hold(trav, names))
     ops = {r.operation_id: r for r in step_rows}  # every operation has steps
     return Traveler(
