@@ -373,6 +373,28 @@ async def test_actions_refused_after_a_hold_are_kept_with_the_reason_and_nothing
     assert counts == {"dismissed": 1, "redone": 4, "applied": 4}
 
 
+async def test_a_delivered_batch_is_answered_in_one_commit_at_the_station(
+    live_server: LiveServer, notes: NoteStep, tmp_path: Path
+) -> None:
+    """After an outage the answers are most of what the station writes: 150 entries go as two
+    batches, and their answers are two commits (one fsync each), not 150; then the sync's note."""
+    outbox = open_outbox(tmp_path)
+    before = notes.server_notes()
+    for n in range(150):
+        outbox.record(notes.note(n), notes.ana.person)
+    commits: list[str] = []
+    outbox.db._conn.set_trace_callback(
+        lambda sql: commits.append(sql) if sql.strip().upper() == "COMMIT" else None
+    )
+    async with ExecutionClient(live_server.url, notes.token) as client:
+        report = await Sender(outbox, client).deliver()
+    outbox.db._conn.set_trace_callback(None)
+    assert (report.applied, report.refused) == (150, 0)
+    assert len(commits) == 3
+    assert outbox.counts() == {"applied": 150}
+    assert notes.server_notes() == before + [f"note {n}" for n in range(150)]
+
+
 def test_outbox_never_takes_a_pin(tmp_path: Path) -> None:
     from kiosk.wire import Meaning, SignStep
 

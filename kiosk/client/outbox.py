@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import sqlite3
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Literal
@@ -16,7 +17,7 @@ from typing import Literal
 from pydantic import TypeAdapter
 
 from kiosk.client.local_db import LocalDb
-from kiosk.wire import Action, Person, QueuedAction, SignedAction
+from kiosk.wire import Action, ActionOutcome, Person, QueuedAction, SignedAction
 
 State = Literal["pending", "applied", "refused", "dismissed", "redone"]
 _ACTION: TypeAdapter[Action] = TypeAdapter(Action)
@@ -149,17 +150,24 @@ class Outbox:
     # --- answers from the server ------------------------------------------------------------------
 
     def mark_applied(self, key: str, message: str | None) -> None:
-        self._answer(key, "applied", message, None)
+        self._answer([(key, "applied", message, None)])
 
     def mark_refused(self, key: str, rule: str | None, detail: str) -> None:
-        self._answer(key, "refused", detail, rule)
+        self._answer([(key, "refused", detail, rule)])
 
-    def _answer(self, key: str, state: State, message: str | None, rule: str | None) -> None:
+    def mark_answered(self, outcomes: Sequence[ActionOutcome]) -> None:
+        """The server's answers to a delivered batch, stored together: one commit (one fsync)
+        for the batch, not one an action, which after an outage is most of a drain's time.
+        All or none: a batch whose answers were lost is sent again, and answered again alike."""
+        self._answer([_answered(outcome) for outcome in outcomes])
+
+    def _answer(self, answers: list[tuple[str, State, str | None, str | None]]) -> None:
+        moment = now_utc().isoformat()
         with self.db.transaction() as conn:
-            conn.execute(
+            conn.executemany(
                 "UPDATE entries SET state = ?, message = ?, rule = ?, answered_at = ? "
                 "WHERE key = ? AND state = 'pending'",
-                (state, message, rule, now_utc().isoformat(), key),
+                [(state, message, rule, moment, key) for key, state, message, rule in answers],
             )
 
     def mark_offline(self, since: datetime | None) -> int:
@@ -227,3 +235,12 @@ class Outbox:
                 "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
                 (now_utc().isoformat(),),
             )
+
+
+def _answered(outcome: ActionOutcome) -> tuple[str, State, str | None, str | None]:
+    """(key, state, message, rule) of the server's answer to one delivered entry."""
+    if outcome.status < 400:
+        return outcome.key, "applied", outcome.message, None
+    problem = outcome.problem
+    detail = problem.detail if problem else f"refused ({outcome.status})"
+    return outcome.key, "refused", detail, problem.rule if problem else None

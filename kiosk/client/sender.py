@@ -197,15 +197,10 @@ class Sender:
         return list(result.outcomes)
 
     def _record_outcomes(self, outcomes: list[ActionOutcome], report: SyncReport) -> None:
-        for outcome in outcomes:
-            if outcome.status < 400:
-                self.outbox.mark_applied(outcome.key, outcome.message)
-                report.applied += 1
-            else:
-                problem = outcome.problem
-                detail = problem.detail if problem else f"refused ({outcome.status})"
-                self.outbox.mark_refused(outcome.key, problem.rule if problem else None, detail)
-                report.refused += 1
+        self.outbox.mark_answered(outcomes)
+        refused = sum(1 for outcome in outcomes if outcome.status >= 400)
+        report.applied += len(outcomes) - refused
+        report.refused += refused
 
     def set_online(self, online: bool) -> None:
         self.connection.went(online)
