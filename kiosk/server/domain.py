@@ -28,6 +28,7 @@ from kiosk.server import (
     quality,
     records,
     redlines,
+    values_behind,
     views,
 )
 from kiosk.server import schema as t
@@ -103,18 +104,24 @@ class Change:
 
     def insert_value(self, action: str, row: dict[str, Any], old: Any, failed: bool) -> int:
         """Insert a value, make it its item's latest (and whether any value failed), and record
-        it. On PostgreSQL one statement does both: there each is a round trip, 0.2-0.5 ms on a
-        loaded host, more than the statement's own work. SQLite cannot write inside a WITH, and
-        its statements are calls in the process."""
+        it. On PostgreSQL each statement is a round trip, 0.2-0.5 ms on a loaded host, more than
+        the statement's own work: a group's values are written together as it commits
+        (kiosk.server.values_behind), and one statement does both for any other. SQLite cannot
+        write inside a WITH, and its statements are calls in the process."""
+        value_id = values_behind.take(self.conn, row, failed)
+        if value_id is None:
+            value_id = self._insert_value_now(row, failed)
+        self.audit(action, f"value:{value_id}", old, records.state(row))
+        return value_id
+
+    def _insert_value_now(self, row: dict[str, Any], failed: bool) -> int:
         if self.conn.dialect.name == "postgresql":
             given = {f"v_{column}": value for column, value in row.items()}
             query = _value_made_latest(tuple(row))
-            value_id = int(self.conn.execute(query, {**given, "now_failed": failed}).scalar_one())
-        else:
-            value_id = int(self.conn.execute(_inserting("value"), row).scalar_one())
-            latest = {"item": row["item_id"], "latest": value_id, "now_failed": failed}
-            self.conn.execute(_LATEST, latest)
-        self.audit(action, f"value:{value_id}", old, records.state(row))
+            return int(self.conn.execute(query, {**given, "now_failed": failed}).scalar_one())
+        value_id = int(self.conn.execute(_inserting("value"), row).scalar_one())
+        latest = {"item": row["item_id"], "latest": value_id, "now_failed": failed}
+        self.conn.execute(values_behind.MADE_LATEST, latest)
         return value_id
 
     def amend(self, action: str, kind: str, row_id: int, values: dict[str, Any]) -> None:
@@ -265,13 +272,6 @@ def _as_latest(change: Change, value_id: int, value: str, passed: bool | None) -
 
 
 # The item keeps its latest value and whether any value failed: reads never aggregate values.
-_LATEST = (
-    update(t.data_items)
-    .where(t.data_items.c.id == bindparam("item"))
-    .values(latest_value_id=bindparam("latest"), failed=bindparam("now_failed"))
-)
-
-
 def _recorded_message(label: str, value: str, passed: bool | None, item: Any) -> str:
     if item.kind is ItemKind.MEASUREMENT:
         verdict = "in tolerance" if passed else "OUT OF TOLERANCE"
@@ -568,7 +568,9 @@ def correct_value(change: Change, trav: Traveler, _tid: int, action: CorrectValu
         "station_time": change.station_time, "offline": change.offline,
         "corrects_id": old.id, "reason": reason,
     }  # fmt: skip
-    failed = rules.still_failed(item, passed, corrections.others_failed(change.conn, item.id, old.id))
+    failed = rules.still_failed(
+        item, passed, corrections.others_failed(change.conn, item.id, old.id)
+    )
     change.insert_value("correct_value", row, old.value, failed)
     return f"{item.label}: {old.value} -> {value} corrected by {change.actor.name}: {reason}"
 

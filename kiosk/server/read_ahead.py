@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import Connection
 
-from kiosk.server import idempotency, kept, people
+from kiosk.server import audit, idempotency, kept, people, values_behind
 from kiosk.server.security import token_digest
 from kiosk.wire import Action, ActionBatch
 
@@ -40,6 +40,8 @@ class Needs:
     """The travelers it records values on."""
     values: tuple[tuple[str, int], ...] = ()
     """Each traveler whose first action here records a value, with that value's item."""
+    recorded: int = 0
+    """How many of its actions record a value: ids are drawn for them (values_behind)."""
 
 
 def needs_of(token: str | None, batch: ActionBatch) -> Needs:
@@ -50,6 +52,7 @@ def needs_of(token: str | None, batch: ActionBatch) -> Needs:
         sessions=tuple({token_digest(a.session) for a in actions if a.session is not None}),
         travelers=tuple({a.traveler for a in actions if a.kind in kept.KEEPING}),
         values=tuple(_first_values(actions).items()),
+        recorded=sum(1 for a in actions if a.kind in kept.KEEPING),
     )
 
 
@@ -65,7 +68,7 @@ def _first_values(actions: list[Action]) -> dict[str, int]:
 
 def read_ahead(conn: Connection, group: list[Needs]) -> None:
     """Read what the group's deliveries will need, four statements in all, and keep it in the
-    transaction for them."""
+    transaction for them; on PostgreSQL, draw the ids of the values they record, in one more."""
     stations = sorted({n.station for n in group if n.station is not None})
     if stations:
         keys = sorted({key for n in group if n.station is not None for key in n.keys})
@@ -78,3 +81,5 @@ def read_ahead(conn: Connection, group: list[Needs]) -> None:
         for number, item_id in n.values:
             values.setdefault(number, item_id)  # the first delivery on it reads its view first
     kept.read_ahead(conn, sorted({number for n in group for number in n.travelers}), values)
+    if conn.dialect.name == "postgresql" and audit.all_or_nothing(conn):
+        values_behind.draw(conn, sum(n.recorded for n in group))

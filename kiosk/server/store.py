@@ -20,7 +20,7 @@ from sqlalchemy import Connection, Engine, create_engine, event, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 
-from kiosk.server import migrations, schema
+from kiosk.server import migrations, schema, values_behind
 from kiosk.server.settings import DATABASE_CONNECTIONS
 
 
@@ -197,13 +197,15 @@ def create_store_engine(
         event.listen(engine, "connect", _sqlite_pragmas)
         event.listen(engine, "begin", _sqlite_begin)
         return engine
-    return create_engine(
+    engine = create_engine(
         url,
         pool_pre_ping=True,
         pool_size=connections,
         max_overflow=0,
         pool_timeout=CONNECTION_WAIT_S,
     )
+    values_behind.watch(engine)
+    return engine
 
 
 def require_sqlite_file(path: Path) -> None:
@@ -284,10 +286,12 @@ class Store:
             conn.info[PENDING_AUDIT] = pending = Pending()
             try:
                 yield conn
+                values_behind.write(conn)
                 pending.write(conn)
             finally:
                 conn.info.pop(PENDING_AUDIT, None)
                 conn.info.pop(_SCRATCH, None)
+                values_behind.forget(conn)
 
     @contextmanager
     def read(self) -> Iterator[Connection]:
