@@ -206,10 +206,10 @@ def perform(svc: Service, st: StationToken, key: IdempotencyKey, body: ActionEnv
 
 
 @router.post("/actions/batch", response_model=BatchResult)
-def perform_batch(svc: Service, st: StationToken, body: ActionBatch) -> Response:
+async def perform_batch(svc: Service, st: StationToken, body: ActionBatch) -> Response:
     """Deliver queued actions in the station's order; each is applied once per key."""
     # Serialised once, here: returned as a model, FastAPI would validate it all over again.
-    return raw(200, svc.perform_batch(st, body).model_dump_json())
+    return raw(200, (await svc.perform_batch_async(st, body)).model_dump_json())
 
 
 @router.post("/users/unlock", response_model=Person)

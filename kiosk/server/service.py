@@ -407,6 +407,18 @@ class ExecutionService:
         """Apply queued actions in the station's order in one transaction: one commit (one fsync)
         per batch at most, and a refusal stops nothing (kiosk.server.group_commit runs the
         transaction again with a savepoint for each action when one is refused)."""
+        return self.group.run(*self._delivery(who, batch))
+
+    async def perform_batch_async(
+        self, who: domain.StationRef | Presented, batch: ActionBatch
+    ) -> BatchResult:
+        """`perform_batch` for a request on the event loop: no thread waits for it."""
+        return await self.group.run_async(*self._delivery(who, batch))
+
+    def _delivery(
+        self, who: domain.StationRef | Presented, batch: ActionBatch
+    ) -> tuple[Callable[[Connection], BatchResult], read_ahead.Needs]:
+        """The group commit's job for a delivered batch, and what it will read first."""
         keys = [q.key for q in batch.actions]
 
         def deliver(conn: Connection) -> BatchResult:
@@ -421,7 +433,7 @@ class ExecutionService:
 
         # Batches delivered by other stations at the same moment share the transaction.
         token = who.token if isinstance(who, Presented) else None
-        return self.group.run(deliver, read_ahead.needs_of(token, batch))
+        return deliver, read_ahead.needs_of(token, batch)
 
     def _perform(
         self,
