@@ -103,3 +103,41 @@ def test_the_committer_ends_once_nothing_is_queued(
             assert time.monotonic() < deadline, "the committer never ended"
             time.sleep(0.02)
     assert values_of(service, item.id) == ["note 1", "note 2", "note 3", "note 4"]
+
+
+def test_a_loop_closed_while_its_delivery_waits_stops_nothing(service: ExecutionService) -> None:
+    """A server stopping closes its event loop with a delivery still queued: that delivery
+    commits, nobody is left to tell, and the next delivery is committed as ever."""
+    floor, trav = ana_on_a_long_traveler(service)
+    item = step_of(trav, "10.1").items[0]
+    started, release = threading.Event(), threading.Event()
+
+    def hold(_conn: Any) -> str:
+        started.set()
+        release.wait(10)
+        return "held"
+
+    holder = threading.Thread(target=service.group.run, args=(hold,))
+    holder.start()
+    assert started.wait(10)
+
+    async def deliver_and_stop() -> None:
+        asyncio.create_task(
+            service.perform_batch_async(floor.station, values_batch(floor, item.id, 1, 3))
+        )
+        await queued(service, 1)
+
+    asyncio.run(deliver_and_stop())  # the loop is closed here, its delivery still queued
+    release.set()
+    holder.join(10)
+    answers: list[Any] = []
+    after = threading.Thread(
+        target=lambda: answers.append(
+            service.perform_batch(floor.station, values_batch(floor, item.id, 4, 1))
+        )
+    )
+    after.start()
+    after.join(10)
+    assert not after.is_alive(), "the delivery after the closed loop was never committed"
+    assert [o.status for o in answers[0].outcomes] == [200]
+    assert values_of(service, item.id) == ["note 1", "note 2", "note 3", "note 4"]

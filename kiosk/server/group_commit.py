@@ -24,6 +24,7 @@ a few for each job.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import threading
 from collections.abc import Callable
@@ -53,7 +54,6 @@ class _Job(Generic[T]):
     """Tells whoever waits for the job that it is answered (done, value or error set)."""
     needs: Any = None
     context: contextvars.Context = field(default_factory=contextvars.copy_context)
-    done: bool = False
     value: T | None = None
     error: BaseException | None = None
 
@@ -127,7 +127,8 @@ class GroupCommit:
                 jobs, self._queued = self._queued[: self.most], self._queued[self.most :]
             self._commit(jobs)
             for job in jobs:
-                job.answered()
+                with contextlib.suppress(RuntimeError):  # its loop closed: nobody waits any more
+                    job.answered()
 
     def _commit(self, jobs: list[_Job[object]]) -> None:
         try:
@@ -143,8 +144,6 @@ class GroupCommit:
             for job in jobs:
                 # Nothing of the group stands: every job fails as the commit did.
                 job.value, job.error = None, failure
-        for job in jobs:
-            job.done = True
 
     def _transaction(self, jobs: list[_Job[object]], *, careful: bool) -> None:
         with self.store.begin() as conn:
