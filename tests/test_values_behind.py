@@ -11,7 +11,7 @@ from sqlalchemy import insert, select, text
 
 from kiosk.server import schema as t
 from kiosk.server.service import ExecutionService
-from kiosk.wire import ActionBatch, QueuedAction, StepStatus
+from kiosk.wire import Action, ActionBatch, QueuedAction, StepStatus
 from tests.conftest import _backends
 from tests.helpers import ServiceFloor, new_key, step_of, values_of
 from tests.test_constant_cost import ana_on_a_long_traveler, statements, values_batch
@@ -46,14 +46,12 @@ def test_the_sign_off_after_a_value_in_the_same_batch_finds_it(service: Executio
     sign-off, which reads the step afresh, finds the note written before it reads, the first
     time round."""
     floor, trav = ana_on_a_long_traveler(service)
-    note = floor.record("ana", trav, "10.1", "Note", "checked")
-    sign = floor.sign("ana", trav, "10.1")
+    note = floor.record("ana", trav, "10.1", "Note", "checked", station_time=datetime.now(UTC))
+    actions: list[Action] = [note, floor.sign("ana", trav, "10.1")]
     batch = ActionBatch(
         actions=tuple(
             QueuedAction(key=new_key(), station_seq=n, action=floor.proven(action))
-            for n, action in enumerate(
-                [note.model_copy(update={"station_time": datetime.now(UTC)}), sign], 1
-            )
+            for n, action in enumerate(actions, 1)
         )
     )
     with statements(service) as seen:
