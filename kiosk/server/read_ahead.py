@@ -68,7 +68,7 @@ def _first_values(actions: list[Action]) -> dict[str, int]:
 
 def read_ahead(conn: Connection, group: list[Needs]) -> None:
     """Read what the group's deliveries will need, four statements in all, and keep it in the
-    transaction for them; on PostgreSQL, draw the ids of the values they record, in one more."""
+    transaction for them; and draw the ids of the values they record, in one more."""
     stations = sorted({n.station for n in group if n.station is not None})
     if stations:
         keys = sorted({key for n in group if n.station is not None for key in n.keys})
@@ -81,5 +81,5 @@ def read_ahead(conn: Connection, group: list[Needs]) -> None:
         for number, item_id in n.values:
             values.setdefault(number, item_id)  # the first delivery on it reads its view first
     kept.read_ahead(conn, sorted({number for n in group for number in n.travelers}), values)
-    if conn.dialect.name == "postgresql" and audit.all_or_nothing(conn):
+    if audit.all_or_nothing(conn):
         values_behind.draw(conn, sum(n.recorded for n in group))

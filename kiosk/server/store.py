@@ -196,6 +196,7 @@ def create_store_engine(
         engine = create_engine(url, pool_size=8, max_overflow=32, pool_timeout=30)
         event.listen(engine, "connect", _sqlite_pragmas)
         event.listen(engine, "begin", _sqlite_begin)
+        values_behind.watch(engine)
         return engine
     engine = create_engine(
         url,

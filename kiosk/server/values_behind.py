@@ -1,17 +1,22 @@
-"""A group's values, written together as it commits (PostgreSQL).
+"""A group's values, written together as it commits.
 
-There every statement is a round trip, and a value's insert was the one statement a drained value
-has of its own: the server spent 40 % of a drain waiting for them, one after another. In a
-transaction that stands or falls whole (`audit.all_or_nothing`) the group's read-ahead draws ids
-for its values from the table's sequence, in one statement (`draw`); each value then takes its id
-at once (`take`) and waits, and all of them are written in two pipelined statements: the rows,
-then each item's latest. So a value costs no round trip of its own.
+On PostgreSQL every statement is a round trip, and a value's insert was the one statement a
+drained value had of its own: the server spent 40 % of a drain waiting for them, one after
+another. On SQLite a statement is a call in the process, but each of a value's two cost more in
+SQLAlchemy than in SQLite. In a transaction that stands or falls whole (`audit.all_or_nothing`) the
+group's read-ahead draws ids for its values in one statement (`draw`): from the table's sequence on
+PostgreSQL; on SQLite the ones after the last, which are this transaction's alone, as it holds the
+database's one write lock from its BEGIN IMMEDIATE. Each value then takes its id at once (`take`)
+and waits, and all of them are written in two statements of many rows (pipelined on PostgreSQL):
+the rows, then each item's latest. So a value costs no statement of its own.
 
 Nothing reads a value before it is written: whatever waits is written before any other statement
 runs on the connection (an engine event, `watch`) and before the transaction's audit records
-(`Store.begin`). Whatever the database refuses in writing them (a constraint) cannot be laid at
-one action's door: it raises RunAgainCarefully, and GroupCommit runs the group again with a
-savepoint for each action and nothing drawn ahead, so the refused value is refused alone.
+(`Store.begin`). Savepoints, plain SQL that the event does not see, never meet a value waiting:
+ids are drawn only where none is taken. Whatever the database refuses in writing them (a
+constraint) cannot be laid at one action's door: it raises RunAgainCarefully, and GroupCommit runs
+the group again with a savepoint for each action and nothing drawn ahead, so the refused value is
+refused alone.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Connection, Engine, bindparam, event, insert, text, update
+from sqlalchemy import Connection, Engine, bindparam, event, func, insert, select, text, update
 from sqlalchemy.exc import DBAPIError
 
 from kiosk.server import schema as t
@@ -31,7 +36,7 @@ WAITING = "kiosk.values_behind"
 @dataclass
 class _Waiting:
     ids: list[int]
-    """Drawn from the sequence and not yet taken, in order."""
+    """Drawn and not yet taken, in order."""
     rows: dict[tuple[str, ...], list[dict[str, Any]]] = field(default_factory=dict)
     """The values waiting, by the columns they are given (one statement for each set)."""
     latest: dict[int, dict[str, Any]] = field(default_factory=dict)
@@ -44,11 +49,15 @@ def watch(engine: Engine) -> None:
 
 
 def draw(conn: Connection, count: int) -> None:
-    """Draw ids for `count` values of this transaction from the values' sequence."""
+    """Draw ids for `count` values of this transaction."""
     if count <= 0:
         return
-    ids = conn.execute(_DRAW, {"count": count}).scalars().all()
-    conn.info[WAITING] = _Waiting(ids=list(ids))
+    if conn.dialect.name == "postgresql":
+        ids = list(conn.execute(_DRAW, {"count": count}).scalars())
+    else:
+        last = int(conn.execute(_LAST).scalar_one())
+        ids = list(range(last + 1, last + 1 + count))
+    conn.info[WAITING] = _Waiting(ids=ids)
 
 
 def take(conn: Connection, row: dict[str, Any], failed: bool) -> int | None:
@@ -92,6 +101,7 @@ def _before_execute(conn: Connection, *_args: object) -> None:
         write(conn)
 
 
+_LAST = select(func.coalesce(func.max(t.recorded_values.c.id), 0))
 _DRAW = text(
     "SELECT nextval(pg_get_serial_sequence('recorded_values', 'id'))"
     " FROM generate_series(1, :count)"
