@@ -172,12 +172,9 @@ def test_a_delivered_batch_of_100_values_costs_one_commit(service: ExecutionServ
 
 
 @contextmanager
-def queued_behind_a_commit(
-    service: ExecutionService, deliveries: Sequence[Callable[[], None]]
-) -> Iterator[None]:
-    """`deliveries` started on threads of their own while another transaction has the group
-    commit's turn, and queued behind it one after another, in their order; that transaction
-    commits as the block ends, and the deliveries are waited for."""
+def committer_held(service: ExecutionService) -> Iterator[None]:
+    """Another transaction has the group commit's committer until the block ends; then it
+    commits, and whatever queued behind it meanwhile goes in the next group."""
     first_in, release = threading.Event(), threading.Event()
 
     def holding(conn: Any) -> str:
@@ -188,19 +185,33 @@ def queued_behind_a_commit(
     first = threading.Thread(target=service.group.run, args=(holding,))
     first.start()
     assert first_in.wait(10)
-    others = []
-    for queued, delivery in enumerate(deliveries, 1):
-        others.append(threading.Thread(target=delivery))
-        others[-1].start()
-        deadline = time.monotonic() + 10
-        while len(service.group._queued) < queued:  # each waits behind the first transaction
-            assert time.monotonic() < deadline, "a delivery never reached the group commit"
-            time.sleep(0.01)
     try:
         yield
     finally:
         release.set()
-        for thread in [first, *others]:
+        first.join(20)
+
+
+@contextmanager
+def queued_behind_a_commit(
+    service: ExecutionService, deliveries: Sequence[Callable[[], None]]
+) -> Iterator[None]:
+    """`deliveries` started on threads of their own while another transaction has the group
+    commit's turn, and queued behind it one after another, in their order; that transaction
+    commits as the block ends, and the deliveries are waited for."""
+    others: list[threading.Thread] = []
+    try:
+        with committer_held(service):
+            for queued, delivery in enumerate(deliveries, 1):
+                others.append(threading.Thread(target=delivery))
+                others[-1].start()
+                deadline = time.monotonic() + 10
+                while len(service.group._queued) < queued:  # each waits behind the first
+                    assert time.monotonic() < deadline, "a delivery never reached the group commit"
+                    time.sleep(0.01)
+            yield
+    finally:
+        for thread in others:
             thread.join(20)
 
 
@@ -279,7 +290,9 @@ def test_a_key_twice_in_one_batch_is_applied_once(service: ExecutionService) -> 
     item = step_of(trav, "10.1").items[0]
     (once,) = values_batch(floor, item.id, 1, 1).actions
     other = once.model_copy(update={"action": once.action.model_copy(update={"value": "else"})})
-    outcomes = service.perform_batch(floor.station, ActionBatch(actions=(once, once, other))).outcomes
+    outcomes = service.perform_batch(
+        floor.station, ActionBatch(actions=(once, once, other))
+    ).outcomes
     assert outcomes[0] == outcomes[1] and outcomes[0].status == 200
     assert outcomes[2].problem is not None and outcomes[2].problem.rule == "idempotency_key_reused"
     assert values_of(service, item.id) == ["note 1"]
@@ -365,7 +378,6 @@ def test_a_value_behind_a_stop_in_the_same_batch_meets_the_hold(service: Executi
     assert values_of(service, step.items[0].id) == ["note 1"]
 
 
-
 def three_on_three_travelers(service: ExecutionService) -> list[tuple[str, ActionBatch]]:
     """Ana, Ben and Ivy, each at a station of their own, each on step 10.1 of a one-step traveler
     of their own: each station's token, and a value on that step as the station delivers it."""
@@ -406,8 +418,9 @@ def test_deliveries_that_arrive_together_read_stations_sessions_and_travelers_on
     def deliver(token: str, batch: ActionBatch) -> None:
         answers[batch.actions[0].action.traveler] = service.perform_batch(Presented(token), batch)
 
-    with statements(service) as seen, queued_behind_a_commit(
-        service, [partial(deliver, *pair) for pair in three]
+    with (
+        statements(service) as seen,
+        queued_behind_a_commit(service, [partial(deliver, *pair) for pair in three]),
     ):
         pass
     for number in ("TRV-A", "TRV-B", "TRV-C"):

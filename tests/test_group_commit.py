@@ -14,7 +14,12 @@ import pytest
 from kiosk.server import group_commit
 from kiosk.server.service import ExecutionService
 from tests.helpers import step_of, values_of
-from tests.test_constant_cost import ana_on_a_long_traveler, commits, values_batch
+from tests.test_constant_cost import (
+    ana_on_a_long_traveler,
+    commits,
+    committer_held,
+    values_batch,
+)
 
 
 async def queued(service: ExecutionService, count: int) -> None:
@@ -110,16 +115,6 @@ def test_a_loop_closed_while_its_delivery_waits_stops_nothing(service: Execution
     commits, nobody is left to tell, and the next delivery is committed as ever."""
     floor, trav = ana_on_a_long_traveler(service)
     item = step_of(trav, "10.1").items[0]
-    started, release = threading.Event(), threading.Event()
-
-    def hold(_conn: Any) -> str:
-        started.set()
-        release.wait(10)
-        return "held"
-
-    holder = threading.Thread(target=service.group.run, args=(hold,))
-    holder.start()
-    assert started.wait(10)
 
     async def deliver_and_stop() -> None:
         asyncio.create_task(
@@ -127,9 +122,8 @@ def test_a_loop_closed_while_its_delivery_waits_stops_nothing(service: Execution
         )
         await queued(service, 1)
 
-    asyncio.run(deliver_and_stop())  # the loop is closed here, its delivery still queued
-    release.set()
-    holder.join(10)
+    with committer_held(service):
+        asyncio.run(deliver_and_stop())  # the loop is closed here, its delivery still queued
     answers: list[Any] = []
     after = threading.Thread(
         target=lambda: answers.append(
