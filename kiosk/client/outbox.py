@@ -149,9 +149,6 @@ class Outbox:
 
     # --- answers from the server ------------------------------------------------------------------
 
-    def mark_applied(self, key: str, message: str | None) -> None:
-        self._answer([(key, "applied", message, None)])
-
     def mark_refused(self, key: str, rule: str | None, detail: str) -> None:
         self._answer([(key, "refused", detail, rule)])
 

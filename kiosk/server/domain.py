@@ -271,7 +271,6 @@ def _as_latest(change: Change, value_id: int, value: str, passed: bool | None) -
     )
 
 
-# The item keeps its latest value and whether any value failed: reads never aggregate values.
 def _recorded_message(label: str, value: str, passed: bool | None, item: Any) -> str:
     if item.kind is ItemKind.MEASUREMENT:
         verdict = "in tolerance" if passed else "OUT OF TOLERANCE"

@@ -21,6 +21,7 @@ refused alone.
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,7 +36,7 @@ WAITING = "kiosk.values_behind"
 
 @dataclass
 class _Waiting:
-    ids: list[int]
+    ids: deque[int]
     """Drawn and not yet taken, in order."""
     rows: dict[tuple[str, ...], list[dict[str, Any]]] = field(default_factory=dict)
     """The values waiting, by the columns they are given (one statement for each set)."""
@@ -53,10 +54,10 @@ def draw(conn: Connection, count: int) -> None:
     if count <= 0:
         return
     if conn.dialect.name == "postgresql":
-        ids = list(conn.execute(_DRAW, {"count": count}).scalars())
+        ids = deque(conn.execute(_DRAW, {"count": count}).scalars())
     else:
         last = int(conn.execute(_LAST).scalar_one())
-        ids = list(range(last + 1, last + 1 + count))
+        ids = deque(range(last + 1, last + 1 + count))
     conn.info[WAITING] = _Waiting(ids=ids)
 
 
@@ -66,7 +67,7 @@ def take(conn: Connection, row: dict[str, Any], failed: bool) -> int | None:
     waiting: _Waiting | None = conn.info.get(WAITING)
     if waiting is None or not waiting.ids:
         return None
-    value_id = waiting.ids.pop(0)
+    value_id = waiting.ids.popleft()
     waiting.rows.setdefault(tuple(row), []).append({**row, "id": value_id})
     item = row["item_id"]
     waiting.latest[item] = {"item": item, "latest": value_id, "now_failed": failed}
@@ -106,7 +107,8 @@ _DRAW = text(
     "SELECT nextval(pg_get_serial_sequence('recorded_values', 'id'))"
     " FROM generate_series(1, :count)"
 )
-MADE_LATEST = (  # an item's latest value, and whether any value of it failed
+# The item keeps its latest value and whether any value failed: reads never aggregate values.
+MADE_LATEST = (
     update(t.data_items)
     .where(t.data_items.c.id == bindparam("item"))
     .values(latest_value_id=bindparam("latest"), failed=bindparam("now_failed"))
