@@ -80,7 +80,7 @@ async def service(request: Request) -> ExecutionService:
 Service = Annotated[ExecutionService, Depends(service)]
 
 
-def _bearer(authorization: str | None) -> str | None:
+def bearer(authorization: str | None) -> str | None:
     if authorization and authorization.lower().startswith("bearer "):
         return authorization[7:].strip()
     return None
@@ -88,7 +88,7 @@ def _bearer(authorization: str | None) -> str | None:
 
 def station(svc: Service, authorization: Annotated[str | None, Header()] = None) -> StationRef:
     """Deny by default: every route below needs a station token."""
-    return svc.authenticate(_bearer(authorization))
+    return svc.authenticate(bearer(authorization))
 
 
 Station = Annotated[StationRef, Depends(station)]
@@ -96,7 +96,7 @@ Station = Annotated[StationRef, Depends(station)]
 
 async def presented(authorization: Annotated[str | None, Header()] = None) -> Presented:
     """The station token of a route that writes: checked inside the transaction it writes in."""
-    return Presented(_bearer(authorization))
+    return Presented(bearer(authorization))
 
 
 StationToken = Annotated[Presented, Depends(presented)]

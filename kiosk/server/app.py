@@ -34,6 +34,7 @@ from kiosk.server import (
     observe,
 )
 from kiosk.server.api import PROBLEM
+from kiosk.server.delivery_lane import DeliveryLane
 from kiosk.server.files import DEFAULT_MAX_BYTES, FileStore
 from kiosk.server.guard import RequestGuard
 from kiosk.server.idempotency import problem_json
@@ -103,7 +104,8 @@ def _invalid(_request: Request, exc: Exception) -> Response:
         )
     parts = []
     for err in errors[:5]:
-        where = ".".join(str(p) for p in err.get("loc", ()) if p not in ("body",))
+        # A fault in the body as a whole (a list where an object belongs) has no field to name.
+        where = ".".join(str(p) for p in err.get("loc", ()) if p not in ("body",)) or "the body"
         parts.append(f"{where}: {err.get('msg', 'invalid')}")
     return _problem(
         Refusal("request_invalid", "The request is not valid: " + "; ".join(parts) + ".", 422)
@@ -272,6 +274,8 @@ def create_app(svc: ExecutionService, settings: ServerSettings | None = None) ->
     for unavailable in (OperationalError, NoConnectionInTime, StoreError):
         app.add_exception_handler(unavailable, _database_unavailable)
     app.add_exception_handler(Exception, _server_error)
+    # Inside the guard: a delivery it takes is strict JSON already.
+    app.add_middleware(DeliveryLane)
     # Outermost but for the error middleware: hostile input never reaches a route.
     app.add_middleware(RequestGuard, max_upload=_upload_limit(svc))
     return app

@@ -1,0 +1,123 @@
+"""The stations' delivery, answered without the general-purpose layers of the framework.
+
+Every value, scan and sign-off a station records reaches the server as a delivered batch
+(POST /api/v1/actions/batch): at plant scale it is nearly every request. Through FastAPI, most of
+such a request's time on the event loop went to routing through the included routers, solving
+its dependencies, reading the body a second time, and the per-request exit stacks; the delivery
+itself was a sixth of it (a profile under the plant benchmark, scripts/bench_plant.py).
+
+This lane sits inside the request guard (kiosk.server.guard), so what reaches it is strict JSON
+of at most its size. For the common case, a JSON body on POST to that one path, it does what the
+route does (kiosk.server.api.perform_batch): validate the body as an ActionBatch, take the bearer
+token as presented, deliver, answer. A refusal or an error is answered by the app's own
+exception handlers, as the route's would be, and an invalid body in the same words. Anything
+else (another path or method, no body, another content type) goes on to the app: the route stays
+the one the OpenAPI document describes, and answers whatever the lane does not take.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+from dataclasses import dataclass
+
+from fastapi.exceptions import RequestValidationError
+from pydantic import ValidationError
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from kiosk.server.api import bearer, raw
+from kiosk.server.observe import BATCH
+from kiosk.server.service import ExecutionService, Presented
+from kiosk.wire import ActionBatch
+
+
+@dataclass(frozen=True)
+class RouteTemplate:
+    """What the router would record in the scope: the metrics name a request by its route."""
+
+    path: str
+
+
+_ROUTE = RouteTemplate(BATCH)
+
+
+class DeliveryLane:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if not _taken(scope):
+            await self.app(scope, receive, send)
+            return
+        message = await receive()
+        body = message.get("body", b"") if message["type"] == "http.request" else b""
+        if not body or message.get("more_body", False):  # the guard hands on the body whole
+            await self.app(scope, _replay(message, receive), send)
+            return
+        scope["route"] = _ROUTE
+        request = Request(scope, receive, send)
+        try:
+            response = await _deliver(request, body)
+        except Exception as exc:  # noqa: BLE001 - answered by the app's handlers, as a route's
+            response = await _handled(request, exc)
+        await response(scope, receive, send)
+
+
+def _taken(scope: Scope) -> bool:
+    if scope["type"] != "http" or scope["method"] != "POST" or scope["path"] != BATCH:
+        return False
+    for name, value in scope["headers"]:
+        if name == b"content-type":
+            media = bytes(value).split(b";", 1)[0].strip().lower()
+            return media == b"application/json"
+    return False
+
+
+async def _deliver(request: Request, body: bytes) -> Response:
+    try:
+        batch = ActionBatch.model_validate_json(body)
+    except ValidationError:
+        raise _invalid(body) from None
+    svc: ExecutionService = request.app.state.service
+    who = Presented(bearer(request.headers.get("authorization")))
+    return raw(200, (await svc.perform_batch_async(who, batch)).model_dump_json())
+
+
+def _invalid(body: bytes) -> RequestValidationError:
+    """The route's words for an invalid batch. It validates the parsed document, and pydantic
+    names some errors differently from JSON ("a valid tuple", not "a valid array"): so the
+    refused body, and only that, is validated again the way the route does."""
+    try:
+        ActionBatch.model_validate(json.loads(body), from_attributes=True)
+    except ValidationError as exc:
+        errors = [{**error, "loc": ("body", *error["loc"])} for error in exc.errors()]
+        return RequestValidationError(errors, body=body)
+    raise AssertionError("a batch invalid as JSON is valid as a document")
+
+
+async def _handled(request: Request, exc: Exception) -> Response:
+    """The app's handler for `exc`, as Starlette would choose it; with none (or one that gives
+    it back, a bug), it goes on up to the error middleware: a logged 500."""
+    handlers = request.app.exception_handlers
+    for kind in type(exc).__mro__:
+        handler = handlers.get(kind)
+        if handler is not None and kind is not Exception:
+            answered = handler(request, exc)
+            response: Response = await answered if inspect.isawaitable(answered) else answered
+            return response
+    raise exc
+
+
+def _replay(message: Message, receive: Receive) -> Receive:
+    sent = False
+
+    async def replay() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return message
+        return await receive()
+
+    return replay
