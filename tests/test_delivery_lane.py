@@ -199,7 +199,7 @@ async def test_a_missing_or_wrong_token_is_refused_as_the_route_refuses_it(
 
 
 async def test_what_the_lane_does_not_take_is_answered_by_the_route(served: Served) -> None:
-    """No body, a body in pieces, another method: left to the route, answered as ever."""
+    """No body, another method: left to the route, answered as ever."""
     empty = await served.deliver(b"", LANE)
     assert served.fell_through == [LANE["Content-Type"]]
     problem(empty, 422, "request_invalid")
@@ -208,6 +208,13 @@ async def test_what_the_lane_does_not_take_is_answered_by_the_route(served: Serv
     wrong_method = await served.http.get(BATCH)
     assert wrong_method.status_code == 405
     assert wrong_method.headers["content-type"] == "application/problem+json"
+
+
+async def test_json_with_a_charset_is_the_lane_s(served: Served) -> None:
+    for media in ("application/json; charset=utf-8", "Application/JSON"):
+        answer = await served.deliver(json.dumps(INVALID["no actions"]), {"Content-Type": media})
+        problem(answer, 422, "request_invalid")
+    assert served.fell_through == []
 
 
 async def test_the_guard_still_refuses_hostile_json_before_the_lane(served: Served) -> None:
