@@ -7,7 +7,7 @@ A recorder between the lane and the app says which of the two answered."""
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -70,11 +70,16 @@ def recording(lane: DeliveryLane, seen: list[str]) -> None:
     lane.app = app
 
 
-def the_lane(stack: ASGIApp) -> DeliveryLane:
+def layers(stack: ASGIApp) -> Iterator[Any]:
+    """The app's middleware, outermost first: each holds the next as `.app`."""
     layer: Any = stack
-    while not isinstance(layer, DeliveryLane):
-        layer = layer.app  # each middleware holds the next as .app
-    return layer
+    while hasattr(layer, "app"):
+        yield layer
+        layer = layer.app
+
+
+def the_lane(stack: ASGIApp) -> DeliveryLane:
+    return next(layer for layer in layers(stack) if isinstance(layer, DeliveryLane))
 
 
 @pytest.fixture
@@ -291,9 +296,5 @@ async def test_a_delivery_while_the_database_is_away_is_503_then_applied_once(
 
 def test_the_lane_sits_inside_the_guard(service: ExecutionService) -> None:
     """Inside: what it reads is strict JSON of at most the guard's size already."""
-    layers: list[str] = []
-    layer: Any = create_app(service).build_middleware_stack()
-    while hasattr(layer, "app"):
-        layers.append(type(layer).__name__)
-        layer = layer.app
-    assert layers.index("RequestGuard") < layers.index("DeliveryLane"), layers
+    names = [type(layer).__name__ for layer in layers(create_app(service).build_middleware_stack())]
+    assert names.index("RequestGuard") < names.index("DeliveryLane"), names

@@ -208,8 +208,13 @@ def perform(svc: Service, st: StationToken, key: IdempotencyKey, body: ActionEnv
 @router.post("/actions/batch", response_model=BatchResult)
 async def perform_batch(svc: Service, st: StationToken, body: ActionBatch) -> Response:
     """Deliver queued actions in the station's order; each is applied once per key."""
+    return await deliver(svc, st, body)
+
+
+async def deliver(svc: ExecutionService, st: Presented, batch: ActionBatch) -> Response:
+    """A delivered batch's answer, for the route and for the delivery lane alike."""
     # Serialised once, here: returned as a model, FastAPI would validate it all over again.
-    return raw(200, (await svc.perform_batch_async(st, body)).model_dump_json())
+    return raw(200, (await svc.perform_batch_async(st, batch)).model_dump_json())
 
 
 @router.post("/users/unlock", response_model=Person)

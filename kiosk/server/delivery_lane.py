@@ -25,9 +25,10 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
-from kiosk.server.api import bearer, raw
+from kiosk.server.api import bearer, deliver
+from kiosk.server.guard import media_type, replay
 from kiosk.server.observe import BATCH
 from kiosk.server.service import ExecutionService, Presented
 from kiosk.wire import ActionBatch
@@ -51,10 +52,11 @@ class DeliveryLane:
         if not _taken(scope):
             await self.app(scope, receive, send)
             return
-        message = await receive()
-        body = message.get("body", b"") if message["type"] == "http.request" else b""
-        if not body or message.get("more_body", False):  # the guard hands on the body whole
-            await self.app(scope, _replay(message, receive), send)
+        message = await receive()  # the guard hands on the body whole, in one message
+        connected = message["type"] == "http.request"
+        body = message.get("body", b"") if connected else b""
+        if not body:
+            await self.app(scope, replay(body, connected, receive), send)
             return
         scope["route"] = _ROUTE
         request = Request(scope, receive, send)
@@ -68,18 +70,13 @@ class DeliveryLane:
 def _taken(scope: Scope) -> bool:
     if scope["type"] != "http" or scope["method"] != "POST" or scope["path"] != BATCH:
         return False
-    for name, value in scope["headers"]:
-        if name == b"content-type":
-            media = bytes(value).split(b";", 1)[0].strip().lower()
-            return media == b"application/json"
-    return False
+    return media_type(scope) == b"application/json"
 
 
 async def _deliver(request: Request, body: bytes) -> Response:
     batch = _batch(body)
     svc: ExecutionService = request.app.state.service
-    who = Presented(bearer(request.headers.get("authorization")))
-    return raw(200, (await svc.perform_batch_async(who, batch)).model_dump_json())
+    return await deliver(svc, Presented(bearer(request.headers.get("authorization"))), batch)
 
 
 def _batch(body: bytes) -> ActionBatch:
@@ -109,16 +106,3 @@ async def _handled(request: Request, exc: Exception) -> Response:
             response: Response = await answered if inspect.isawaitable(answered) else answered
             return response
     raise exc
-
-
-def _replay(message: Message, receive: Receive) -> Receive:
-    sent = False
-
-    async def replay() -> Message:
-        nonlocal sent
-        if not sent:
-            sent = True
-            return message
-        return await receive()
-
-    return replay

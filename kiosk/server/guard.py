@@ -248,7 +248,7 @@ class RequestGuard:
         except (Malformed, TooLarge) as refused:
             await _answer(send, refused.refusal())
             return
-        await self.app(scope, _replay(body, more, receive), send)
+        await self.app(scope, replay(body, more, receive), send)
 
     def _check_declared_length(self, scope: Scope, limit: int) -> None:
         for name, value in scope["headers"]:
@@ -277,16 +277,21 @@ class RequestGuard:
                 return b"".join(chunks), True
 
 
-def _is_json(scope: Scope) -> bool:
-    """A JSON body, or one without a type: what FastAPI would read as JSON, and more."""
+def media_type(scope: Scope) -> bytes | None:
+    """The request's Content-Type without its parameters, in lower case; None without one."""
     for name, value in scope["headers"]:
         if name == b"content-type":
-            media = bytes(value).split(b";", 1)[0].strip().lower()
-            return media == b"application/json" or media.endswith(b"+json")
-    return True
+            return bytes(value).split(b";", 1)[0].strip().lower()
+    return None
 
 
-def _replay(body: bytes, connected: bool, receive: Receive) -> Receive:
+def _is_json(scope: Scope) -> bool:
+    """A JSON body, or one without a type: what FastAPI would read as JSON, and more."""
+    media = media_type(scope)
+    return media is None or media == b"application/json" or media.endswith(b"+json")
+
+
+def replay(body: bytes, connected: bool, receive: Receive) -> Receive:
     """A `receive` that hands the app the body already read, then whatever the client sends."""
     sent = False
 
