@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import gc
+import json
+import os
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -10,7 +14,8 @@ from typing import Any
 
 import pytest
 
-from kiosk.collector import QUIET_SECONDS, RARER, IdleCollector
+from kiosk.collector import QUIET_SECONDS, RARER, SERVER_YOUNG, IdleCollector
+from kiosk.server.settings import ServerSettings
 from tests.conftest import LiveServer
 from tests.station import make_app, settle, typed
 
@@ -81,3 +86,25 @@ async def test_the_station_collects_when_people_stop_and_not_while_they_type(
         after = [t for t in full_collections if t >= last_key]
         assert after, "no full collection in the 5.5 s after the last key"
         assert after[0] >= last_key + QUIET_SECONDS - 0.05
+
+
+def test_a_server_worker_keeps_what_it_loaded_out_of_collections(tmp_path: Path) -> None:
+    """`kiosk serve`'s worker, once its app is built, leaves what it loaded to serve with out
+    of every collection and collects young objects rarer (kiosk/collector.py): a full
+    collection of all of it held up every request in flight for 100-130 ms."""
+    settings = ServerSettings(data_dir=tmp_path)
+    code = (
+        "import gc, json, os\n"
+        "from kiosk.server import asgi\n"
+        "before = gc.get_threshold()\n"
+        "asgi.build()\n"
+        "print(json.dumps([gc.get_freeze_count(), before, gc.get_threshold()]))\n"
+    )
+    env = {**os.environ, "KIOSK_SERVE_SETTINGS": settings.model_dump_json()}
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    frozen, (_, middle, full), after = json.loads(done.stdout.splitlines()[-1])
+    assert frozen > 10_000  # the server's code, FastAPI's, SQLAlchemy's, the wire models
+    assert after == [SERVER_YOUNG, middle, full * RARER]

@@ -28,9 +28,11 @@ import uvicorn
 from fastapi import FastAPI
 from sqlalchemy.engine import make_url
 
+from kiosk.collector import SERVER_YOUNG, keep_what_is_loaded
 from kiosk.server import logs, security
 from kiosk.server.app import ServerConfig, create_app, open_service
 from kiosk.server.metrics import MULTIPROC_ENV
+from kiosk.server.service import ExecutionService
 from kiosk.server.settings import ServerSettings
 from kiosk.server.store import Store
 
@@ -109,7 +111,15 @@ def _check_key(cert: Path, key: Path) -> None:
 def build() -> FastAPI:
     """App factory for uvicorn workers: the parent's settings arrive through the environment."""
     settings = ServerSettings.model_validate_json(os.environ[_HANDOVER])
-    return create_app(open_service(_server_config(settings)), settings)
+    return _serving(open_service(_server_config(settings)), settings)
+
+
+def _serving(svc: ExecutionService, settings: ServerSettings) -> FastAPI:
+    """The app a server process serves; with it, the process has loaded what it serves with,
+    and that is kept out of the garbage collector's way from now on (kiosk/collector.py)."""
+    app = create_app(svc, settings)
+    keep_what_is_loaded(SERVER_YOUNG)
+    return app
 
 
 def _server_config(settings: ServerSettings, demo: bool = False) -> ServerConfig:
@@ -132,7 +142,7 @@ def serve(settings: ServerSettings, *, demo: bool = False, tls: TLSFiles | None 
         "ssl_keyfile": str(tls.key) if tls else None,
     }
     if settings.workers <= 1:
-        uvicorn.run(create_app(svc, settings), **options)
+        uvicorn.run(_serving(svc, settings), **options)
         return
     svc.store.dispose()
     with _multiprocess_metrics(), _handed_over(settings):
