@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import defaultdict, namedtuple
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
 from functools import partial
+from operator import attrgetter
 from typing import Any
 from weakref import WeakKeyDictionary
 
@@ -243,7 +244,7 @@ def for_values(
         wanted = {target.id, trav["current_step_id"]}
         mine = [r for r in mine if r.id in wanted and r.seq <= target.seq]
         steps = list({r.id: r for r in mine}.values())
-        item_rows = [_Prefixed(r, "i_") for r in mine if r.i_id is not None]
+        item_rows = _item_rows(mine)
         found[number] = _assemble(conn, trav, steps, item_rows, floor=False, documents_too=False)
     return found
 
@@ -540,7 +541,7 @@ def _step_rows(
         given = {"traveler": traveler_id, "current": trav["current_step_id"], **where.params}
         rows = conn.execute(where.query, given).all()
         steps = list({r.id: r for r in rows}.values())  # one row per item: each step once
-        return steps, [_Prefixed(r, "i_") for r in rows if r.i_id is not None]
+        return steps, _item_rows(rows)
     query = _steps_select().where(t.steps.c.traveler_id == traveler_id)
     if where is not None:
         query = query.where(where)
@@ -611,19 +612,28 @@ def _steps(
 
 def _latest(item: Any, names: NameLookup) -> RecordedValue:
     # The item's row carries its latest value's columns, each named with a `v_` in front.
-    return recorded_value(_Prefixed(item, "v_", id=item.latest_value_id), names, item.v_corrects)
+    latest = _ValueRow(item.latest_value_id, *_LATEST_OF(item))
+    return recorded_value(latest, names, item.v_corrects)
 
 
-class _Prefixed:
-    """A row's `v_<name>` columns read as `<name>` (one builder for a value, however it was read)."""
+# An item's row read with its steps (`_steps_query`) names each column with `i_` in front; it is
+# read as an item row of `_ITEMS` reads, by the columns' own names. Both carry the item's latest
+# value, each of its columns with `v_` in front; that is read as a value's row is. Taken apart
+# with one `attrgetter` each (C): an object that looked each column up by its prefixed name,
+# attribute by attribute, was a twentieth of the group committer's time.
+_ITEM_COLUMNS = tuple(c.name for c in (*t.data_items.c, *_LATEST_COLUMNS))
+_ItemRow = namedtuple("_ItemRow", _ITEM_COLUMNS)  # type: ignore[misc]  # names known at import
+_OF_STEPS_READ = attrgetter(*(f"i_{name}" for name in _ITEM_COLUMNS))
+_ValueRow = namedtuple(  # what `recorded_value` reads of a value's row
+    "_ValueRow",
+    "id value passed user_id server_time station_time station_id offline reason deviation",
+)
+_LATEST_OF = attrgetter(*(f"v_{name}" for name in _ValueRow._fields[1:]))
 
-    def __init__(self, row: Any, prefix: str, **given: Any) -> None:
-        self._row, self._prefix, self._given = row, prefix, given
 
-    def __getattr__(self, name: str) -> Any:
-        if name in self._given:
-            return self._given[name]
-        return getattr(self._row, self._prefix + name)
+def _item_rows(rows: Sequence[Any]) -> list[Any]:
+    """The items of a steps' read (`_steps_query`), as `_ITEMS` reads them."""
+    return [_ItemRow._make(_OF_STEPS_READ(r)) for r in rows if r.i_id is not None]
 
 
 def _latest_values(
