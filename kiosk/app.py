@@ -339,6 +339,8 @@ class KioskApp(App[int], inherit_bindings=False):
         self.collector.quiet(time.monotonic() - self._last_input)
 
     def _tick(self) -> None:
+        if not self.screen_stack:  # closing: the clock fired as the screens were taken down
+            return
         for bar in self.screen.query(StatusBar):
             bar.clock = f"{self.clock():%H:%M}"
 

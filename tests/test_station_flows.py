@@ -32,7 +32,7 @@ from kiosk.widgets.step_list import StepList
 from kiosk.wire import Meaning, RaiseNcr, StepStatus, Traveler, TravelerStatus
 from tests.conftest import LiveServer, free_port
 from tests.helpers import ServiceFloor, audit_count, item_of, snapshot, step_of
-from tests.station import StationPilot, burst, running, settle, work_on
+from tests.station import StationPilot, burst, make_app, running, settle, work_on
 from tests.station_helpers import (
     enter_value,
     focused_input,
@@ -774,3 +774,17 @@ async def test_a_changed_revision_must_be_acknowledged(
         assert traveler_screen(app) is screen
         assert "New revision acknowledged." in message(app)
         assert "rev D" in screen_text(app)
+
+
+async def test_the_clock_firing_as_the_station_closes_is_harmless(
+    live_server: LiveServer, tmp_path: Path
+) -> None:
+    """The status bar's clock ticks each second; a tick that fires while the station is taking
+    its screens down (the moment CI once caught: "No screens on stack") finds none, and does
+    nothing."""
+    app = make_app(live_server.url, live_server.token(), tmp_path)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        assert app.screen.query(StatusBar)  # the clock is there while the station runs
+    assert not app.screen_stack
+    app._tick()  # the 1 s timer's callback, as it fired then
