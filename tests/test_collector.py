@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import gc
 import json
-import os
 import subprocess
 import sys
 import time
@@ -15,6 +14,7 @@ from typing import Any
 import pytest
 
 from kiosk.collector import QUIET_SECONDS, RARER, SERVER_YOUNG, IdleCollector
+from kiosk.server import asgi
 from kiosk.server.settings import ServerSettings
 from tests.conftest import LiveServer
 from tests.station import make_app, settle, typed
@@ -100,10 +100,10 @@ def test_a_server_worker_keeps_what_it_loaded_out_of_collections(tmp_path: Path)
         "asgi.build()\n"
         "print(json.dumps([gc.get_freeze_count(), before, gc.get_threshold()]))\n"
     )
-    env = {**os.environ, "KIOSK_SERVE_SETTINGS": settings.model_dump_json()}
-    done = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120
-    )
+    with asgi._handed_over(settings):  # as `kiosk serve` hands its settings to a worker
+        done = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, timeout=120
+        )
     assert done.returncode == 0, done.stderr
     frozen, (_, middle, full), after = json.loads(done.stdout.splitlines()[-1])
     assert frozen > 10_000  # the server's code, FastAPI's, SQLAlchemy's, the wire models
