@@ -18,7 +18,10 @@ In the same run, interleaved round by round with the kiosk so a busy moment of t
 hits both alike, the baseline: a minimal FastAPI + SQLAlchemy app (scripts/_bench_baseline_app.py)
 on the same database, durability settings, pool sizes and worker count, inserting one row per
 request, driven by the same stations at the same concurrency. Also measured, once: capacity with
-every station recording on the same traveler (one traveler row lock for all).
+every station recording on the same traveler (one traveler row lock for all). Beside the stations'
+latency, the kiosk's own: the share of its deliveries it answered within 25 and 50 ms by its
+/metrics histogram (kiosk_http_request_duration_seconds, from a request's arrival in the app to the
+end of its answer), so what the HTTP connection, the kernel and a busy client process add shows.
 
     .venv/bin/python scripts/bench_plant.py [--stations 50] [--seconds 60] [--workers 1]
         [--database-url postgresql://postgres@127.0.0.1:5432/postgres] [--clients 2]
@@ -66,6 +69,7 @@ from sqlalchemy import insert, update  # noqa: E402
 
 from kiosk.client import BackendError, ExecutionClient  # noqa: E402
 from kiosk.server import schema as t  # noqa: E402
+from kiosk.server.observe import BATCH  # noqa: E402
 from kiosk.wire import ActionBatch, QueuedAction, RecordValue, StartStep, StationConfig  # noqa: E402
 
 # One operator per station, as a plant has: a person is clocked on one step at a time.
@@ -75,6 +79,8 @@ SHARED_TRAVELER = "TRV-PALL"
 TARGET_CAPACITY = 1000.0
 TARGET_RATIO = 0.5
 TARGET_P99_MS = 50.0
+SERVER_CLOCK = "kiosk_http_request_duration_seconds"
+"""The kiosk's own histogram of its answers' times (kiosk/server/metrics.py)."""
 
 
 # --- the plant ------------------------------------------------------------------------------------
@@ -231,7 +237,7 @@ class Server:
 @contextmanager
 def server(name: str, argv: list[str], port: int, log: Path) -> Iterator[Server]:
     with log.open("wb") as err:
-        # stdout is uvicorn's access log, for both servers alike: thrown away.
+        # Their log lines, uvicorn's access lines included, go to stderr: to `log`.
         proc = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=err)
     srv = Server(name, f"http://127.0.0.1:{port}", proc, log)
     try:
@@ -595,6 +601,9 @@ class Measured:
     """The server's processes (all workers), CPU seconds per second of the window."""
     machine_busy: float
     """The whole machine, busy share of all its cores over the window."""
+    served: dict[str, float] = field(default_factory=dict)
+    """The kiosk's deliveries answered in the window by its own clock: how many took at most
+    each bucket's seconds (`SERVER_CLOCK`, by `le`), `+Inf` all of them."""
 
     @property
     def rate(self) -> float:
@@ -635,6 +644,7 @@ def merge(parts: list[Measured]) -> Measured:
         client_cpu=[weighted([p.client_cpu[i] for p in parts]) for i in range(clients)],
         server_cpu=weighted([p.server_cpu for p in parts]),
         machine_busy=weighted([p.machine_busy for p in parts]),
+        served=dict(sum((Counter(p.served) for p in parts), Counter())),
     )
 
 
@@ -669,9 +679,12 @@ class Bench:
             pipe.send(phase)
         time.sleep(max(0.0, start_at + args.warmup - time.time()))
         pid = self.servers[target].proc.pid
+        clocked = target == "kiosk"
+        served0 = served_by_the_server(self.servers[target].url) if clocked else {}
         cpu0, (busy0, total0), wall0 = tree_cpu(pid), machine_cpu(), time.perf_counter()
         time.sleep(max(0.0, start_at + args.warmup + seconds - time.time()))
         cpu1, (busy1, total1), wall1 = tree_cpu(pid), machine_cpu(), time.perf_counter()
+        served1 = served_by_the_server(self.servers[target].url) if clocked else {}
         tallies = [pipe.recv() for pipe in self.pipes]
         if self.servers[target].proc.poll() is not None:
             raise SystemExit(f"{target} server died:\n{self.servers[target].tail()}")
@@ -691,7 +704,38 @@ class Bench:
             client_cpu=[tl["cpu_seconds"] / max(tl["wall_seconds"], 1e-9) for tl in tallies],
             server_cpu=(cpu1 - cpu0) / (wall1 - wall0),
             machine_busy=(busy1 - busy0) / max(total1 - total0, 1.0),
+            served={le: n - served0.get(le, 0.0) for le, n in served1.items()},
         )
+
+
+def served_by_the_server(url: str) -> dict[str, float]:
+    """How many deliveries the kiosk has answered within each of its latency buckets, by its own
+    clock: from the request's arrival in the app to the end of its answer (its /metrics). What the
+    stations see on top of that is the HTTP connection, the kernel and their own waiting."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = httpx.get(f"{url}/metrics", timeout=10).text
+    return {
+        sample.labels["le"]: sample.value
+        for family in text_string_to_metric_families(text)
+        if family.name == SERVER_CLOCK
+        for sample in family.samples
+        if sample.name == f"{SERVER_CLOCK}_bucket"
+        and sample.labels.get("method") == "POST"
+        and sample.labels.get("route") == BATCH
+    }
+
+
+def server_clock(m: Measured) -> str | None:
+    """`m`'s deliveries as the server timed them: the share within 25 and 50 ms."""
+    answered = m.served.get("+Inf", 0.0)
+    if not answered:
+        return None
+    within = ", ".join(
+        f"{m.served.get(le, 0.0) / answered * 100:.1f} % within {float(le) * 1000:.0f} ms"
+        for le in ("0.025", "0.05")
+    )
+    return f"{within} ({answered:.0f} deliveries)"
 
 
 def run(
@@ -759,6 +803,9 @@ def report(args: argparse.Namespace, backend: str, setup: str, measured: list[Me
     )
     row("  kiosk, own traveler per station", lat)
     row("  baseline, one row per request", blat)
+    clocked = server_clock(lat)
+    if clocked is not None:
+        print(f"  kiosk, by its own clock ({SERVER_CLOCK}): {clocked}")
     print(
         "rounds, values/s: kiosk "
         + " ".join(f"{m.rate:.0f}" for m in kiosk_cap)
