@@ -69,6 +69,7 @@ from sqlalchemy import insert, update  # noqa: E402
 
 from kiosk.client import BackendError, ExecutionClient  # noqa: E402
 from kiosk.server import schema as t  # noqa: E402
+from kiosk.server.metrics import REQUEST_DURATION as SERVER_CLOCK  # noqa: E402
 from kiosk.server.observe import BATCH  # noqa: E402
 from kiosk.wire import ActionBatch, QueuedAction, RecordValue, StartStep, StationConfig  # noqa: E402
 
@@ -79,8 +80,6 @@ SHARED_TRAVELER = "TRV-PALL"
 TARGET_CAPACITY = 1000.0
 TARGET_RATIO = 0.5
 TARGET_P99_MS = 50.0
-SERVER_CLOCK = "kiosk_http_request_duration_seconds"
-"""The kiosk's own histogram of its answers' times (kiosk/server/metrics.py)."""
 
 
 # --- the plant ------------------------------------------------------------------------------------
